@@ -1,0 +1,197 @@
+"""Every exception `resilience` raises.
+
+::
+
+    ResilienceError
+    ├── RejectedError               no I/O was attempted
+    │   ├── CircuitOpenError        .retry_after: seconds until a probe may go through
+    │   ├── BulkheadFullError
+    │   └── DeadlineExceededError   (also a builtin TimeoutError)
+    ├── BackendError                the driver failed; __cause__ is the driver's exception
+    │   ├── BackendTimeoutError     (also a builtin TimeoutError)
+    │   ├── BackendUnavailableError refused, reset, no live hosts, closed client
+    │   └── BackendProtocolError    garbage from the wire
+    └── ConfigError                 (also ValueError) names the variable or argument
+
+Each error carries the ``service`` (for example ``"memcache"``), the ``endpoint`` (a
+node such as ``"127.0.0.1:11211"``), the ``operation`` (``"get"``) and the ``elapsed``
+time in seconds since the call began, whichever of them are known. None of them ever
+holds a secret: endpoints are host:port, never URLs with credentials.
+
+The message is built lazily in ``__str__``: rejections are raised on the hot path of a
+failing dependency and must cost microseconds.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendProtocolError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "BulkheadFullError",
+    "CircuitOpenError",
+    "ConfigError",
+    "DeadlineExceededError",
+    "RejectedError",
+    "ResilienceError",
+]
+
+
+class ResilienceError(Exception):
+    """Base of every error raised by `resilience`.
+
+    Args:
+        detail: what went wrong, in a few words.
+        service: the datastore family, for example ``"memcache"``.
+        endpoint: the node or cluster the call was for, ``host:port`` or a name.
+        operation: the operation, for example ``"get"``.
+        elapsed: seconds from the start of the call to this error.
+    """
+
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        service: str | None = None,
+        endpoint: str | None = None,
+        operation: str | None = None,
+        elapsed: float | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.service = service
+        self.endpoint = endpoint
+        self.operation = operation
+        self.elapsed = elapsed
+
+    def _where(self) -> str:
+        parts = []
+        if self.service:
+            parts.append(self.service)
+        if self.operation:
+            parts.append(self.operation)
+        head = " ".join(parts)
+        if self.endpoint:
+            head = f"{head} on {self.endpoint}" if head else self.endpoint
+        return head
+
+    def __str__(self) -> str:
+        where = self._where()
+        msg = f"{where}: {self.detail}" if where else self.detail
+        if self.elapsed is not None:
+            msg = f"{msg} (after {self.elapsed * 1000:.1f} ms)"
+        return msg
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Keep keyword fields through pickling (multiprocessing, concurrent.futures).
+        return (
+            _rebuild,
+            (
+                type(self),
+                self.detail,
+                self.service,
+                self.endpoint,
+                self.operation,
+                self.elapsed,
+                self._extra_state(),
+            ),
+        )
+
+    def _extra_state(self) -> dict[str, object]:
+        return {}
+
+
+def _rebuild(
+    cls: type[ResilienceError],
+    detail: str,
+    service: str | None,
+    endpoint: str | None,
+    operation: str | None,
+    elapsed: float | None,
+    extra: dict[str, object],
+) -> ResilienceError:
+    err = cls.__new__(cls)
+    ResilienceError.__init__(
+        err, detail, service=service, endpoint=endpoint, operation=operation, elapsed=elapsed
+    )
+    for key, value in extra.items():
+        setattr(err, key, value)
+    return err
+
+
+class RejectedError(ResilienceError):
+    """The call was refused before any I/O: nothing reached the backend."""
+
+
+
+class CircuitOpenError(RejectedError):
+    """The endpoint's circuit breaker is open (or its half-open probes are all taken).
+
+    Attributes:
+        retry_after: seconds until the breaker lets a probe through; 0 when unknown.
+    """
+
+
+    def __init__(
+        self,
+        detail: str = "circuit open",
+        *,
+        retry_after: float = 0.0,
+        service: str | None = None,
+        endpoint: str | None = None,
+        operation: str | None = None,
+        elapsed: float | None = None,
+    ) -> None:
+        super().__init__(
+            detail, service=service, endpoint=endpoint, operation=operation, elapsed=elapsed
+        )
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; retry after {self.retry_after * 1000:.0f} ms"
+
+    def _extra_state(self) -> dict[str, object]:
+        return {"retry_after": self.retry_after}
+
+
+class BulkheadFullError(RejectedError):
+    """The dependency's concurrency limit was reached and no permit came in time."""
+
+
+
+class DeadlineExceededError(RejectedError, TimeoutError):
+    """The time budget was spent before the call (or its next attempt) could start."""
+
+
+
+class BackendError(ResilienceError):
+    """The backend or its driver failed; ``__cause__`` is the driver's exception."""
+
+
+
+class BackendTimeoutError(BackendError, TimeoutError):
+    """The backend did not answer within the time budget."""
+
+
+
+class BackendUnavailableError(BackendError):
+    """The backend could not be reached: refused, reset, no live hosts, or closed."""
+
+
+
+class BackendProtocolError(BackendError):
+    """The backend answered with something that is not its protocol."""
+
+
+
+class ConfigError(ResilienceError, ValueError):
+    """A configuration value is invalid.
+
+    The message names the environment variable or argument, the value given, and what
+    is accepted, for example::
+
+        RESILIENCE_MEMCACHE_TIMEOUT_MS='fast': expected a whole number of milliseconds >= 1
+    """
+
