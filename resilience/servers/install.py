@@ -1,0 +1,223 @@
+"""Helpers for server installers: cache directory, locks, retries, apt, binaries.
+
+Every installer is idempotent (a second call finds what is there and returns at once),
+caches what it builds under :func:`home` (``$RESILIENCE_HOME``, default
+``~/.cache/resilience``), takes :func:`install_lock` so two processes installing the same
+server at once do not clash, and retries steps that reach a registry, since a registry
+hiccup should cost a retry, not a red run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from resilience.servers._base import NotInstalledError, ServerError, install_command
+
+__all__ = [
+    "InstallError",
+    "apt_install",
+    "find_binary",
+    "home",
+    "install_lock",
+    "missing_debs",
+    "retry",
+    "run_step",
+]
+
+T = TypeVar("T")
+
+_apt_updated = False
+_apt_lock = threading.Lock()
+_POLICY_RC = Path("/usr/sbin/policy-rc.d")
+
+
+class InstallError(ServerError):
+    """An install step failed; the message has the command and the tail of its output."""
+
+
+def home() -> Path:
+    """The cache directory: ``$RESILIENCE_HOME`` or ``~/.cache/resilience`` (created)."""
+    root = os.environ.get("RESILIENCE_HOME")
+    path = Path(root) if root else Path.home() / ".cache" / "resilience"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def install_lock(name: str, timeout: float = 1800.0) -> Iterator[None]:
+    """Hold an exclusive file lock for installing ``name`` (across processes).
+
+    Raises:
+        InstallError: another process held it for longer than ``timeout`` seconds.
+    """
+    lock_dir = home() / "locks"
+    lock_dir.mkdir(exist_ok=True)
+    with (lock_dir / f"{name}.lock").open("w") as fh:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise InstallError(name, f"install lock busy for {timeout:.0f} s") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def retry(fn: Callable[[], T], *, attempts: int = 3, delay: float = 5.0, what: str = "") -> T:
+    """Call ``fn`` up to ``attempts`` times, ``delay``, ``2*delay``... seconds apart.
+
+    Only :class:`InstallError` and OSError are retried; the last one is raised.
+    """
+    for i in range(1, attempts + 1):
+        try:
+            return fn()
+        except (InstallError, OSError) as exc:
+            if i == attempts:
+                raise
+            print(f"retry: {what or 'step'} failed (attempt {i}/{attempts}): {exc}".splitlines()[0])
+            time.sleep(delay * i)
+    raise AssertionError("unreachable")
+
+
+def run_step(
+    server: str,
+    cmd: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
+    """Run one install command, bounded by ``timeout`` s; return its output.
+
+    Raises:
+        InstallError: non-zero exit, timeout or missing program, with the output's tail.
+    """
+    try:
+        done = subprocess.run(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        tail = out.decode() if isinstance(out, bytes) else out
+        raise InstallError(
+            server, f"timed out after {timeout:.0f} s", command=cmd, log_tail=_tail(tail)
+        ) from exc
+    except OSError as exc:
+        raise InstallError(server, f"cannot run: {exc}", command=cmd) from exc
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise InstallError(
+            server, f"exited with status {done.returncode}", command=cmd, log_tail=_tail(output)
+        )
+    return output
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def missing_debs(packages: Sequence[str]) -> list[str]:
+    """The Debian packages of ``packages`` that are not installed."""
+    missing = []
+    for pkg in packages:
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", pkg],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if "install ok installed" not in done.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def apt_install(server: str, packages: Sequence[str]) -> str:
+    """Install Debian ``packages`` that are missing: ``apt-get update`` once, then install.
+
+    Services the packages would start (memcached on 11211) are held back with a
+    temporary ``policy-rc.d``, as Docker images do, so nothing is left running.
+
+    Returns:
+        What was done, one line.
+    Raises:
+        InstallError: not root, or apt failed three times.
+    """
+    global _apt_updated
+    if shutil.which("dpkg-query") is None:
+        raise InstallError(
+            server,
+            "not a Debian system (no dpkg-query); install "
+            + " ".join(packages)
+            + " with your package manager",
+        )
+    missing = missing_debs(packages)
+    if not missing:
+        return f"Debian packages already installed: {' '.join(packages)}"
+    if os.geteuid() != 0:
+        raise InstallError(server, "needs root to run: apt-get install -y " + " ".join(missing))
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with _apt_lock, _no_service_start():
+        if not _apt_updated:
+            retry(
+                lambda: run_step(server, ["apt-get", "update", "-qq"], timeout=600, env=env),
+                what="apt-get update",
+            )
+            _apt_updated = True
+        cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+        retry(lambda: run_step(server, cmd, timeout=900, env=env), what="apt-get install")
+    return f"apt-get installed {' '.join(missing)}"
+
+
+@contextlib.contextmanager
+def _no_service_start() -> Iterator[None]:
+    if _POLICY_RC.exists():
+        yield
+        return
+    _POLICY_RC.write_text("#!/bin/sh\n# resilience: no service starts during install\nexit 101\n")
+    _POLICY_RC.chmod(0o755)
+    try:
+        yield
+    finally:
+        _POLICY_RC.unlink(missing_ok=True)
+
+
+def find_binary(server: str, candidates: Sequence[str | Path]) -> Path:
+    """The first candidate that is an executable file (bare names are looked up in PATH).
+
+    Raises:
+        NotInstalledError: none found; the message has the install command.
+    """
+    for cand in candidates:
+        path = Path(cand) if os.sep in str(cand) else None
+        if path is None:
+            found = shutil.which(str(cand))
+            path = Path(found) if found else None
+        if path is not None and path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise NotInstalledError(
+        server,
+        "not installed (looked for " + ", ".join(str(c) for c in candidates) + ")",
+        install_hint=install_command(server),
+    )
