@@ -362,6 +362,7 @@ class Server:
         """
         end = time.monotonic() + timeout
         last: BaseException | None = None
+        pause = 0.005  # grows to 0.1 s: memcached is up in milliseconds, a JVM in seconds
         while True:
             if not self.is_running():
                 code = self._proc.returncode if self._proc is not None else None
@@ -377,7 +378,8 @@ class Server:
                 last = None
             except OSError as exc:  # refused while starting: normal, keep probing
                 last = exc
-            time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+            time.sleep(min(pause, max(0.0, end - time.monotonic())))
+            pause = min(0.1, pause * 2)
         self.stop()
         why = f" (last probe: {last!r})" if last is not None else ""
         raise self.error(f"not ready after {timeout:.1f} s{why}")

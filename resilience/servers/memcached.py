@@ -1,0 +1,105 @@
+"""memcached from the Debian package: one node (:class:`Memcached`) or N (:func:`cluster`).
+
+Runs ``memcached -l 127.0.0.1 -p PORT -U 0 -m 64 -t 2`` in the foreground (``-u root``
+when root, since memcached refuses to run as root without it). Ready when ``version``
+answers on a raw socket. It keeps no data on disk: a restart comes back empty on the
+same port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from resilience.servers._base import Cluster, Server, ServerSpec
+from resilience.servers._ports import free_port
+from resilience.servers.install import apt_install, find_binary, install_lock
+
+__all__ = ["SPEC", "Memcached", "cluster", "install", "is_installed"]
+
+NAME = "memcached"
+_CANDIDATES = ("/usr/bin/memcached", "memcached")
+
+
+class Memcached(Server):
+    """One memcached node on loopback.
+
+    Args:
+        data_dir: holds the log (memcached keeps no data on disk).
+        port: TCP port; a free one when omitted.
+        memory_mb: cache size (``-m``).
+        threads: worker threads (``-t``).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        name: str = "memcached",
+        memory_mb: int = 64,
+        threads: int = 2,
+    ) -> None:
+        super().__init__(name, kind=NAME, data_dir=data_dir, ports={"client": port or free_port()})
+        self.memory_mb = memory_mb
+        self.threads = threads
+
+    def command(self) -> list[str]:
+        binary = find_binary(NAME, _CANDIDATES)
+        cmd = [str(binary)]
+        if os.geteuid() == 0:
+            cmd += ["-u", "root"]
+        cmd += ["-l", self.host, "-p", str(self.port), "-U", "0"]
+        cmd += ["-m", str(self.memory_mb), "-t", str(self.threads)]
+        return cmd
+
+    def probe(self, timeout: float) -> bool:
+        """``version`` gets a ``VERSION x.y.z`` line back within ``timeout`` seconds."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"version\r\n")
+            return sock.recv(64).startswith(b"VERSION ")
+
+
+def cluster(data_dir: Path, nodes: int = 3, **kwargs: int) -> Cluster:
+    """``nodes`` independent memcached nodes (memcached nodes know nothing of each other;
+    the client shards keys), each on its own free port, not started."""
+    if nodes < 1:
+        raise ValueError(f"nodes must be >= 1, got {nodes}")
+    members = [
+        Memcached(Path(data_dir) / f"node{i}", name=f"memcached-{i}", **kwargs)
+        for i in range(1, nodes + 1)
+    ]
+    return Cluster("memcached", members)
+
+
+def is_installed() -> bool:
+    """True when a memcached binary is present."""
+    try:
+        find_binary(NAME, _CANDIDATES)
+    except Exception:
+        return False
+    return True
+
+
+def install() -> str:
+    """Install the Debian package ``memcached`` if missing (idempotent)."""
+    with install_lock(NAME):
+        if is_installed():
+            return f"memcached already installed ({find_binary(NAME, _CANDIDATES)})"
+        return apt_install(NAME, ["memcached"])
+
+
+def _create(work_dir: Path) -> Server | Cluster:
+    return Memcached(work_dir)
+
+
+SPEC = ServerSpec(
+    name=NAME,
+    description="memcached 1.6 from the Debian package",
+    install=install,
+    is_installed=is_installed,
+    create=_create,
+    start_timeout=10.0,
+)
