@@ -239,6 +239,16 @@ class FaultProxy:
         if self._accept_task is not None:
             self._accept_task.cancel()
             self._accept_task = None
+            # Connections the kernel completed but we have not accepted yet would be
+            # reset by closing the listener; their clients think they are connected,
+            # so take them in first.
+            assert self._sock is not None
+            while True:
+                try:
+                    client, _ = self._sock.accept()
+                except OSError:
+                    break
+                self._spawn_link(client)
         if self._sock is not None and self._loop is not None:
             _close_socket(self._loop, self._sock, reset=False)
             self._sock = None
@@ -247,10 +257,14 @@ class FaultProxy:
         assert self._loop is not None
         while True:
             client, _ = await self._loop.sock_accept(sock)
-            self._stats.accepted += 1
-            task = self._loop.create_task(self._open_link(client))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._spawn_link(client)
+
+    def _spawn_link(self, client: socket.socket) -> None:
+        assert self._loop is not None
+        self._stats.accepted += 1
+        task = self._loop.create_task(self._open_link(client))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _open_link(self, client: socket.socket) -> None:
         loop = self._loop
