@@ -85,7 +85,7 @@ class ResilienceError(Exception):
         if self.operation:
             parts.append(self.operation)
         head = " ".join(parts)
-        if self.endpoint:
+        if self.endpoint and self.endpoint != self.service:
             head = f"{head} on {self.endpoint}" if head else self.endpoint
         return head
 

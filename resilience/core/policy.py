@@ -1,0 +1,171 @@
+"""`Policy` and `guard`: the pipeline for service code, around any callable.
+
+A policy is one operation against one dependency, with its own breaker::
+
+    payments = resilience.Policy("payments", timeout=0.2, retry=RetryOptions(attempts=3),
+                                 idempotent=True, fallback=None)
+    payments.call(client.charge, order)          # sync
+    await payments.acall(aclient.charge, order)  # async
+
+    @resilience.guard("profiles", timeout=0.1, fallback=Fallback.value(None))
+    def load_profile(user_id: int) -> Profile | None: ...
+
+As a decorator it decides sync or async once, when decorating (coroutine functions get
+an async wrapper), and keeps the signature (ParamSpec). The wrapped function does not
+receive the remaining budget; read it with `resilience.remaining()` if it needs one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, overload
+
+from resilience.config import BreakerOptions, BulkheadOptions, RetryOptions
+from resilience.core.breaker import CircuitBreaker
+from resilience.core.bulkhead import Bulkhead, make_bulkhead
+from resilience.core.clock import SYSTEM_CLOCK, Clock
+from resilience.core.events import EventBus
+from resilience.core.pipeline import Operation, acall, call
+from resilience.core.retry import RetryPolicy, default_is_transient
+
+__all__ = ["Policy", "guard"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Policy:
+    """Deadline, bulkhead, breaker, retry and fallback around calls to one dependency.
+
+    Args:
+        service: the dependency's name, in errors and events.
+        operation: the operation's name (default: the decorated function's name, or
+            ``"call"``).
+        timeout: budget of one call in seconds, clamped to any ambient deadline.
+        retry: `RetryOptions` (or a shared `RetryPolicy`); None: no retry.
+        breaker: `BreakerOptions`, or a `CircuitBreaker` to share; None: default options.
+            ``BreakerOptions(enabled=False)`` turns it off.
+        bulkhead: `BulkheadOptions` or a shared `Bulkhead`; None: no limit.
+        fallback: None, a `Fallback`, a callable ``f(exc)``, or a plain value. Use
+            ``Fallback.value(None)`` to fall back to None.
+        idempotent: whether failed calls may be retried at all.
+        is_failure: ``f(exc) -> False`` for exceptions that are normal outcomes
+            (not recorded as failures, never retried nor replaced by the fallback).
+        is_failure_result: ``f(result) -> True`` for results that count as failures.
+        is_transient: which failures are retried (default: backend timeouts and
+            unavailability; give your own for non-wrapper exceptions).
+        events: an `EventBus` to share; a fresh one by default (see ``.events``).
+        clock: time source (inject a FakeClock in tests).
+        rng: randomness for backoff and open-interval jitter.
+
+    Raises:
+        ConfigError: an option is out of range (names it).
+    """
+
+    __slots__ = ("_op", "breaker", "events")
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        operation: str = "call",
+        timeout: float = 1.0,
+        retry: RetryOptions | RetryPolicy | None = None,
+        breaker: BreakerOptions | CircuitBreaker | None = None,
+        bulkhead: BulkheadOptions | Bulkhead | None = None,
+        fallback: object = None,
+        idempotent: bool = False,
+        is_failure: Callable[[Exception], bool] | None = None,
+        is_failure_result: Callable[[Any], bool] | None = None,
+        is_transient: Callable[[BaseException], bool] = default_is_transient,
+        events: EventBus | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+    ) -> None:
+        if isinstance(retry, RetryOptions):
+            retry = RetryPolicy(retry, is_transient=is_transient, rng=rng)
+        if not isinstance(breaker, CircuitBreaker):
+            breaker = CircuitBreaker(breaker or BreakerOptions(), name=service, rng=rng)
+        if not isinstance(bulkhead, Bulkhead):
+            bulkhead = make_bulkhead(bulkhead)
+        self.events = events if events is not None else EventBus()
+        self.breaker = breaker
+        self._op = Operation(
+            operation,
+            service=service,
+            timeout=timeout,
+            idempotent=idempotent,
+            retry=retry,
+            bulkhead=bulkhead,
+            events=self.events,
+            fallback=fallback,
+            endpoint=service,
+            clock=clock,
+            is_failure=is_failure,
+            is_failure_result=is_failure_result,
+        )
+        self.events.watch_breaker(breaker, service, operation)
+
+    @property
+    def operation(self) -> Operation:
+        """The precomputed operation (for `resilience.core.pipeline.call`)."""
+        return self._op
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` through the pipeline.
+
+        Raises:
+            RejectedError: the call was refused before running (and no fallback).
+            Exception: what ``fn`` raised last (and no fallback).
+        """
+        return call(self._op, self.breaker, lambda _budget: fn(*args, **kwargs))
+
+    async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``await fn(*args, **kwargs)`` through the pipeline, without blocking the loop."""
+        return await acall(self._op, self.breaker, lambda _budget: fn(*args, **kwargs))
+
+    @overload
+    def __call__(
+        self, fn: Callable[P, Coroutine[Any, Any, T]]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate ``fn``: every call goes through this policy (sync or async, decided now)."""
+        op, breaker = self._op, self.breaker
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await acall(op, breaker, lambda _budget: fn(*args, **kwargs))
+
+            return guarded_async
+
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return call(op, breaker, lambda _budget: fn(*args, **kwargs))
+
+        return guarded
+
+    def __repr__(self) -> str:
+        return (
+            f"Policy({self._op.service!r}, operation={self._op.name!r}, breaker={self.breaker!r})"
+        )
+
+
+def guard(
+    service: str, *, operation: str | None = None, **options: Any
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Decorator factory: ``@guard("profiles", timeout=0.1)`` = ``@Policy(...)`` with the
+    operation named after the function. Takes the keyword arguments of `Policy`."""
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        name = operation if operation else str(getattr(fn, "__name__", "call"))
+        return Policy(service, operation=name, **options)(fn)
+
+    return decorate

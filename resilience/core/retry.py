@@ -1,0 +1,204 @@
+"""Retry: which failures are retried, how long to back off, and the retry budget.
+
+Theory of operation
+-------------------
+The first attempt never touches this module's tenacity side: a healthy call pays only
+for a budget deposit. After a failed first attempt the pipeline builds a tenacity
+``Retrying`` for that call (`RetryPolicy.retrying`) and drives tenacity's decision
+engine (``Retrying.iter``) itself, so one engine serves the sync and the async loop and
+the pipeline alone performs the sleeps and attempts. tenacity decides, in this order:
+
+1. retry?   only if the error is transient (``is_transient``; by default
+            `BackendTimeoutError` and `BackendUnavailableError`; never a
+            `RejectedError`, never `BackendProtocolError`). Idempotency is checked by
+            the pipeline before any of this: a non-idempotent operation never retries.
+2. wait     full-jitter exponential backoff: ``uniform(0, min(max_backoff,
+            backoff * 2 ** (n - 1)))`` before retry n (1-based), from the injected rng.
+3. stop?    when ``attempts`` are used up; or when the attempt would not fit: the
+            time left after the sleep is below the minimum attempt time,
+            ``min(1 ms, 10% of the operation's timeout)`` (so no sleep ever ends past
+            the deadline, and no attempt starts that has no chance to finish); or when
+            the retry budget refuses a withdrawal (checked last, so a retry that would
+            not happen anyway spends nothing).
+
+The retry budget (Finagle's ``RetryBudget``) is shared by every operation of one
+dependency: each call deposits one, each retry withdraws one, and retries are allowed
+while ``withdrawals < budget_ratio * deposits + budget_min_per_second * budget_window``,
+counting the last ``budget_window`` seconds in ten buckets. Deposits are lock-free
+(a lost increment under a thread race only makes the budget stricter); withdrawals take
+a short lock so the budget is never overspent.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections.abc import Callable
+
+import tenacity
+
+from resilience.config import RetryOptions
+from resilience.core.clock import Clock
+from resilience.errors import BackendTimeoutError, BackendUnavailableError, ConfigError
+
+__all__ = ["RetryBudget", "RetryPolicy", "default_is_transient"]
+
+_TRANSIENT = (BackendTimeoutError, BackendUnavailableError)
+
+
+def default_is_transient(exc: BaseException) -> bool:
+    """True for `BackendTimeoutError` and `BackendUnavailableError` (and subclasses)."""
+    return isinstance(exc, _TRANSIENT)
+
+
+class RetryBudget:
+    """Retries allowed as a share of recent calls, with a floor per second.
+
+    Args:
+        options: ``budget_ratio``, ``budget_min_per_second`` and ``budget_window``.
+        buckets: how finely the window slides (ten by default).
+    """
+
+    __slots__ = ("_deposits", "_floor", "_lock", "_n", "_ratio", "_slot", "_width", "_withdrawals")
+
+    def __init__(self, options: RetryOptions, *, buckets: int = 10) -> None:
+        if not 0.0 <= options.budget_ratio <= 1.0:
+            raise ConfigError(f"retry budget_ratio={options.budget_ratio!r}: expected 0..1")
+        if not options.budget_window > 0.0:
+            raise ConfigError(f"retry budget_window={options.budget_window!r}: expected > 0 s")
+        if not options.budget_min_per_second >= 0.0:
+            raise ConfigError(
+                f"retry budget_min_per_second={options.budget_min_per_second!r}: expected >= 0"
+            )
+        self._ratio = options.budget_ratio
+        self._floor = options.budget_min_per_second * options.budget_window
+        self._n = buckets
+        self._width = options.budget_window / buckets
+        self._slot = -1  # index of the newest bucket, in units of _width since 0
+        self._deposits = [0] * buckets
+        self._withdrawals = [0] * buckets
+        self._lock = threading.Lock()
+
+    def deposit(self, now: float) -> None:
+        """Count one call made at ``now``."""
+        slot = int(now / self._width)
+        if slot != self._slot:
+            with self._lock:
+                self._advance(slot)
+        self._deposits[slot % self._n] += 1
+
+    def try_withdraw(self, now: float) -> bool:
+        """Spend one retry if the budget allows it at ``now``; True if spent."""
+        slot = int(now / self._width)
+        with self._lock:
+            self._advance(slot)
+            allowed = self._floor + self._ratio * sum(self._deposits)
+            if sum(self._withdrawals) + 1 > allowed:
+                return False
+            self._withdrawals[slot % self._n] += 1
+            return True
+
+    def balance(self, now: float) -> float:
+        """Retries still allowed at ``now`` (may be fractional)."""
+        with self._lock:
+            self._advance(int(now / self._width))
+            return self._floor + self._ratio * sum(self._deposits) - sum(self._withdrawals)
+
+    def _advance(self, slot: int) -> None:
+        # Zero the buckets that fell out of the window since the newest one; lock held.
+        if slot <= self._slot:
+            return
+        for s in range(max(self._slot + 1, slot - self._n + 1), slot + 1):
+            self._deposits[s % self._n] = 0
+            self._withdrawals[s % self._n] = 0
+        self._slot = slot
+
+
+class RetryPolicy:
+    """How one dependency's idempotent operations are retried.
+
+    Args:
+        options: attempts, backoff and budget settings.
+        is_transient: which errors are worth another attempt.
+        budget: a budget shared with the dependency's other operations; by default
+            one is made from ``options`` for this policy alone. Pass ``False`` for none.
+        rng: source of the backoff jitter; inject a seeded one to replay.
+
+    Raises:
+        ConfigError: an option is out of range.
+    """
+
+    __slots__ = ("attempts", "backoff", "budget", "is_transient", "max_backoff", "rng")
+
+    def __init__(
+        self,
+        options: RetryOptions,
+        *,
+        is_transient: Callable[[BaseException], bool] = default_is_transient,
+        budget: RetryBudget | bool | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(options.attempts, int) or options.attempts < 1:
+            raise ConfigError(f"retry attempts={options.attempts!r}: expected an integer >= 1")
+        if not (options.backoff >= 0.0 and options.max_backoff >= 0.0):
+            raise ConfigError(
+                f"retry backoff={options.backoff!r}, max_backoff={options.max_backoff!r}:"
+                " expected seconds >= 0"
+            )
+        self.attempts = options.attempts
+        self.backoff = options.backoff
+        self.max_backoff = options.max_backoff
+        self.is_transient = is_transient
+        if budget is None or budget is True:
+            budget = RetryBudget(options)
+        self.budget: RetryBudget | None = budget or None
+        self.rng = rng if rng is not None else random.Random()
+
+    def delay(self, retry_number: int) -> float:
+        """Backoff before retry ``retry_number`` (1 = the second attempt)."""
+        cap = min(self.max_backoff, self.backoff * math.pow(2.0, retry_number - 1))
+        return self.rng.uniform(0.0, cap)
+
+    def retrying(self, clock: Clock, at: float, op_timeout: float) -> tenacity.Retrying:
+        """A tenacity engine for one call that must end by the instant ``at``.
+
+        Its attempt numbers are ours: the pipeline feeds it the first attempt's outcome.
+        """
+        min_attempt = min(0.001, 0.1 * op_timeout)
+        attempts = self.attempts
+        budget = self.budget
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            return self.delay(state.attempt_number)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if state.attempt_number >= attempts:
+                return True
+            now = clock.monotonic()
+            if at - now - state.upcoming_sleep < min_attempt:
+                return True
+            return budget is not None and not budget.try_withdraw(now)
+
+        is_transient = self.is_transient
+        engine = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            wait=wait,
+            stop=stop,
+            reraise=True,
+        )
+        engine.begin()
+        return engine
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryPolicy(attempts={self.attempts}, backoff={self.backoff},"
+            f" max_backoff={self.max_backoff}, budget={self.budget is not None})"
+        )
+
+
+def first_outcome(engine: tenacity.Retrying, exc: BaseException) -> tenacity.RetryCallState:
+    """The tenacity call state after a first attempt that raised ``exc``."""
+    state = tenacity.RetryCallState(engine, fn=None, args=(), kwargs={})
+    state.set_exception((type(exc), exc, exc.__traceback__))
+    return state
