@@ -27,9 +27,8 @@ def test_every_further_connect_hangs_too() -> None:
 
 
 async def test_async_connect_hangs_until_cancelled() -> None:
-    with ConnectBlackhole() as hole:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(asyncio.open_connection(*hole.address), 0.2)
+    with ConnectBlackhole() as hole, pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.open_connection(*hole.address), 0.2)
 
 
 def test_after_stop_connects_are_refused() -> None:
