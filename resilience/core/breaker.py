@@ -113,7 +113,10 @@ def _check(options: object) -> None:
 
 
 def _notify(
-    listeners: tuple[Listener, ...], b: CircuitBreaker, old: BreakerState, new: BreakerState,
+    listeners: tuple[Listener, ...],
+    b: CircuitBreaker,
+    old: BreakerState,
+    new: BreakerState,
     now: float,
 ) -> None:
     for fn in listeners:
@@ -122,7 +125,10 @@ def _notify(
         except Exception:  # a broken listener must not break the breaker nor the call
             _log.exception(
                 "listener %r of circuit breaker %r failed on %s -> %s",
-                fn, b.name, old.value, new.value,
+                fn,
+                b.name,
+                old.value,
+                new.value,
             )
 
 
@@ -156,9 +162,26 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "_closed_permit", "_fail_rate", "_fast_permit", "_gen", "_interval", "_listeners",
-        "_lock", "_min_calls", "_name", "_open_for", "_open_until", "_options", "_probe_ok",
-        "_probe_slow", "_probes_out", "_rng", "_slow_dur", "_slow_rate", "_state", "_window",
+        "_closed_permit",
+        "_fail_rate",
+        "_fast_permit",
+        "_gen",
+        "_interval",
+        "_listeners",
+        "_lock",
+        "_min_calls",
+        "_name",
+        "_open_for",
+        "_open_until",
+        "_options",
+        "_probe_ok",
+        "_probe_slow",
+        "_probes_out",
+        "_rng",
+        "_slow_dur",
+        "_slow_rate",
+        "_state",
+        "_window",
     )
 
     def __init__(
@@ -330,6 +353,9 @@ class CircuitBreaker:
         return TimeWindow(o.window_duration, self._lock)
 
     def _acquire_slow(self, now: float) -> ClosedPermit | Permit | None:
+        state = self._state
+        if state is _FORCED_OPEN or (state is _OPEN and now < self._open_until):
+            return None  # the reject path needs no lock either
         change = None
         with self._lock:
             state = self._state
