@@ -25,12 +25,14 @@ import contextvars
 import functools
 import math
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.errors import ConfigError, DeadlineExceededError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 __all__ = ["current_deadline", "deadline", "propagate", "remaining", "submit"]
 

@@ -28,9 +28,7 @@ shared helpers, so each loop stays a screenful.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
-
-import tenacity
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.bulkhead import Bulkhead
@@ -48,6 +46,9 @@ from resilience.errors import (
     RejectedError,
     ResilienceError,
 )
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["Operation", "acall", "call"]
 
@@ -177,6 +178,8 @@ def call(
             error: BaseException = exc
         retry = op.retry
         if retry is not None and retry.is_transient(error):
+            import tenacity  # first retry only: keeps import resilience light
+
             engine = retry.retrying(clock, at, at - start)
             state = first_outcome(engine, error)
             while True:
@@ -240,6 +243,8 @@ async def acall(
             error: BaseException = exc
         retry = op.retry
         if retry is not None and retry.is_transient(error):
+            import tenacity  # first retry only: keeps import resilience light
+
             engine = retry.retrying(clock, at, at - start)
             state = first_outcome(engine, error)
             while True:

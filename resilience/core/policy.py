@@ -18,7 +18,6 @@ receive the remaining budget; read it with `resilience.remaining()` if it needs 
 from __future__ import annotations
 
 import functools
-import inspect
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
@@ -137,6 +136,8 @@ class Policy:
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate ``fn``: every call goes through this policy (sync or async, decided now)."""
+        import inspect  # decoration time only; a large import
+
         op, breaker = self._op, self.breaker
         if inspect.iscoroutinefunction(fn):
 

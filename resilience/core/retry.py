@@ -3,10 +3,12 @@
 Theory of operation
 -------------------
 The first attempt never touches this module's tenacity side: a healthy call pays only
-for a budget deposit. After a failed first attempt the pipeline builds a tenacity
-``Retrying`` for that call (`RetryPolicy.retrying`) and drives tenacity's decision
-engine (``Retrying.iter``) itself, so one engine serves the sync and the async loop and
-the pipeline alone performs the sleeps and attempts. tenacity decides, in this order:
+for a budget deposit, and tenacity is not even imported until the first retry (it
+pulls in asyncio, and tornado when installed). After a failed first attempt the
+pipeline builds a tenacity ``Retrying`` for that call (`RetryPolicy.retrying`) and
+drives tenacity's decision engine (``Retrying.iter``) itself, so one engine serves
+the sync and the async loop and the pipeline alone performs the sleeps and attempts.
+tenacity decides, in this order:
 
 1. retry?   only if the error is transient (``is_transient``; by default
             `BackendTimeoutError` and `BackendUnavailableError`; never a
@@ -35,12 +37,14 @@ import math
 import random
 import threading
 from collections.abc import Callable
-
-import tenacity
+from typing import TYPE_CHECKING
 
 from resilience.config import RetryOptions
 from resilience.core.clock import Clock
 from resilience.errors import BackendTimeoutError, BackendUnavailableError, ConfigError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryBudget", "RetryPolicy", "default_is_transient"]
 
@@ -180,6 +184,8 @@ class RetryPolicy:
                 return True
             return budget is not None and not budget.try_withdraw(now)
 
+        import tenacity  # lazily: it imports tornado and asyncio when they are installed
+
         is_transient = self.is_transient
         engine = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
@@ -199,6 +205,8 @@ class RetryPolicy:
 
 def first_outcome(engine: tenacity.Retrying, exc: BaseException) -> tenacity.RetryCallState:
     """The tenacity call state after a first attempt that raised ``exc``."""
+    import tenacity
+
     state = tenacity.RetryCallState(engine, fn=None, args=(), kwargs={})
     state.set_exception((type(exc), exc, exc.__traceback__))
     return state
