@@ -10,11 +10,10 @@ typo is an error with a did-you-mean instead of a setting silently not applied.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any, Generic, TypeVar
+from dataclasses import fields
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from resilience._config_kinds import (
     OptionKey,
@@ -30,8 +29,7 @@ NAME_RE = re.compile(r"[A-Z0-9]+\Z")
 CLIENT_RE = re.compile(r"[a-z][a-z0-9]*\Z")
 _O = TypeVar("_O")
 
-@dataclass(frozen=True, slots=True)
-class Setting:
+class Setting(NamedTuple):
     """The effective value of one key and where it came from.
 
     ``source`` is ``"argument"``, the environment variable that set it, or ``"default"``;
@@ -52,8 +50,7 @@ class Setting:
         return self.key.env_form(self.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved(Generic[_O]):
+class Resolved(NamedTuple, Generic[_O]):
     """The result of :func:`resolve`: the options and where each value came from."""
 
     options: _O
@@ -75,6 +72,8 @@ class Resolved(Generic[_O]):
 
 
 def _did_you_mean(word: str, candidates: Iterable[str], prefix: str = "") -> str:
+    import difflib  # only on the error path; keeps `import resilience` light
+
     close = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
 
@@ -82,6 +81,7 @@ def _did_you_mean(word: str, candidates: Iterable[str], prefix: str = "") -> str
 def _typo_hint(rest: str, envs: set[str], prefix: str) -> str:
     # Compare the key part only: as a client key (TIMOUT_MS) and, if the first word
     # could be an instance name, as that instance's key (SESSIONS_TIMOUT_MS).
+    import difflib
     scored = [(difflib.SequenceMatcher(None, rest, e).ratio(), e) for e in envs]
     head, _, tail = rest.partition("_")
     if tail and NAME_RE.match(head):

@@ -29,9 +29,7 @@ sibling field this one must not be below).
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -293,6 +291,9 @@ def load_clients() -> list[str]:
     cannot be used anyway. Other failures are returned (one line per module) instead of
     raised, so ``resilience config`` still shows the clients that did load.
     """
+    import importlib
+    import pkgutil  # both imported here: only the CLI and the docs table need them
+
     import resilience.clients as package
 
     problems = []
