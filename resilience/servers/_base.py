@@ -153,13 +153,27 @@ def process_start_time(pid: int) -> int | None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` exists that is not a zombie.
+
+    Zombies count as gone: a child re-parented to init waits for init to reap it, which
+    in a container may take a second or more, and it holds nothing (no port, no file).
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def signal_group(pgid: int, sig: int) -> bool:

@@ -1,5 +1,243 @@
-"""pytest fixtures (server); re-exported by resilience.testing.plugin."""
+"""pytest fixtures for real servers; re-exported by :mod:`resilience.testing.plugin`.
+
+Fixtures:
+    memcached            function scope: a fresh memcached node per test (starts in ms).
+    memcached_cluster    function scope: three fresh memcached nodes.
+    zookeeper            session scope: one standalone ZooKeeper.
+    zookeeper_ensemble   session scope: a 3-member ensemble.
+    nsq                  session scope: one nsqlookupd and two nsqd registered with it.
+    real_server          session scope: ``real_server("cassandra")`` gives the started,
+                         session-cached default topology of ANY registered server.
+    fresh_server         function scope: ``fresh_server("zookeeper")`` gives a private
+                         one, stopped after the test (for freeze/kill/restart tests).
+
+A server that is not installed skips the test, with the install command as the reason.
+With ``RESILIENCE_REQUIRE_SERVERS`` set to ``1``/``all`` (CI), or to a comma-separated
+list of names, a missing required server fails the test instead. A server that is
+installed but cannot start always fails the test (with its log tail): a broken server
+is never silently skipped.
+
+Session-scoped servers are shared: a test may freeze, kill or stop a member, and the next
+use thaws or restarts it, but tests that break servers on purpose should prefer
+``fresh_server``, ``memcached`` or their own instance. Nothing here imports a driver.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience.servers._base import SERVERS, Cluster, Server, ServerError, get_spec
+
+__all__ = [
+    "fresh_server",
+    "memcached",
+    "memcached_cluster",
+    "nsq",
+    "real_server",
+    "require_installed",
+    "required_servers",
+    "zookeeper",
+    "zookeeper_ensemble",
+]
+
+ENV_REQUIRE = "RESILIENCE_REQUIRE_SERVERS"
+Topology = Server | Cluster
+
+
+def required_servers(environ: dict[str, str] | None = None) -> frozenset[str]:
+    """Names of the servers that must not be skipped, from ``RESILIENCE_REQUIRE_SERVERS``.
+
+    ``1``/``all``/``true``/``yes`` -> every registered server; empty or ``0`` -> none;
+    otherwise a comma-separated list of names.
+
+    Raises:
+        ValueError: a name in the list is not a registered server.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(ENV_REQUIRE, "").strip().lower()
+    if raw in ("", "0", "false", "no", "none"):
+        return frozenset()
+    if raw in ("1", "all", "true", "yes"):
+        return frozenset(SERVERS)
+    names = frozenset(n.strip() for n in raw.split(",") if n.strip())
+    unknown = sorted(names - set(SERVERS))
+    if unknown:
+        raise ValueError(
+            f"{ENV_REQUIRE}={raw!r}: unknown server(s) {', '.join(unknown)}; "
+            f"use 1, all, or names from: {', '.join(SERVERS)}"
+        )
+    return names
+
+
+def _unavailable(name: str, reason: str) -> None:
+    if name in required_servers():
+        pytest.fail(f"{reason} ({ENV_REQUIRE} requires {name})", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_installed(name: str) -> None:
+    """Skip the calling test (or fail it, when required) unless ``name`` is installed."""
+    try:
+        spec = get_spec(name)
+    except ServerError as exc:
+        _unavailable(name, f"{name}: {exc.problem}")
+        return
+    if not spec.is_installed():
+        _unavailable(
+            name, f"{name} is not installed; run: python -m resilience servers install {name}"
+        )
+
+
+def _start(name: str, topology: Topology, timeout: float) -> Topology:
+    try:
+        topology.start(timeout)
+    except ServerError as exc:
+        pytest.fail(_start_failure(name, exc), pytrace=False)
+    return topology
+
+
+def _start_failure(name: str, exc: ServerError) -> str:
+    return f"{name} is installed but did not start:\n{exc}"
+
+
+def _heal(topology: Topology, timeout: float) -> None:
+    """Thaw frozen members and restart dead ones, so a shared server is usable again."""
+    members = topology.members if isinstance(topology, Cluster) else [topology]
+    for member in members:
+        if member.frozen:
+            member.thaw()
+        if not member.is_running():
+            member.restart(timeout)
+
+
+class _SessionServers:
+    """Started topologies cached by key for the session; stopped at its end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: dict[str, tuple[Topology, float]] = {}
+        self.failed: dict[str, str] = {}  # key -> why; a broken JVM is not retried per test
+        self.lock = threading.Lock()
+
+    def get(
+        self, key: str, name: str, factory: Callable[[Path], Topology], timeout: float
+    ) -> Topology:
+        require_installed(name)
+        with self.lock:
+            if key in self.failed:
+                pytest.fail(self.failed[key], pytrace=False)
+            cached = self.started.get(key)
+            if cached is None:
+                topology = factory(self.root / key)
+                try:
+                    topology.start(timeout)
+                except ServerError as exc:
+                    self.failed[key] = _start_failure(name, exc)
+                    pytest.fail(self.failed[key], pytrace=False)
+                self.started[key] = (topology, timeout)
+                return topology
+        _heal(cached[0], cached[1])
+        return cached[0]
+
+    def stop_all(self) -> None:
+        for topology, _ in self.started.values():
+            topology.stop()
+        self.started.clear()
+
+
+@pytest.fixture(scope="session")
+def _resilience_session_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[_SessionServers]:
+    servers = _SessionServers(tmp_path_factory.mktemp("servers"))
+    yield servers
+    servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def real_server(_resilience_session_servers: _SessionServers) -> Callable[[str], Topology]:
+    """``real_server(name)``: the started default topology of a registered server, once a session.
+
+    Skips (or fails when required) if the server is not installed.
+    """
+
+    def get(name: str) -> Topology:
+        spec_timeout = 60.0
+        try:
+            spec = get_spec(name)
+            spec_timeout = spec.start_timeout
+        except ServerError:
+            require_installed(name)  # skips or fails with the reason
+            raise
+        return _resilience_session_servers.get(name, name, spec.create, spec_timeout)
+
+    return get
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Callable[[str], Topology]]:
+    """``fresh_server(name)``: a private, started default topology, stopped after the test."""
+    made: list[Topology] = []
+
+    def get(name: str) -> Topology:
+        require_installed(name)
+        spec = get_spec(name)
+        topology = spec.create(tmp_path / f"{name}-{len(made)}")
+        made.append(topology)
+        return _start(name, topology, spec.start_timeout)
+
+    yield get
+    for topology in made:
+        topology.stop()
+
+
+@pytest.fixture
+def memcached(tmp_path: Path) -> Iterator[Any]:
+    """A fresh memcached node (``.host``, ``.port``, ``.address``), stopped after the test."""
+    require_installed("memcached")
+    from resilience.servers.memcached import Memcached
+
+    server = _start("memcached", Memcached(tmp_path / "memcached"), 10.0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def memcached_cluster(tmp_path: Path) -> Iterator[Any]:
+    """Three fresh memcached nodes (a Cluster: ``.members``, ``.addresses``)."""
+    require_installed("memcached")
+    from resilience.servers.memcached import cluster
+
+    nodes = _start("memcached", cluster(tmp_path / "memcached", 3), 10.0)
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper(_resilience_session_servers: _SessionServers) -> Any:
+    """A standalone ZooKeeper for the whole session (``.address`` for kazoo's hosts)."""
+    from resilience.servers.zookeeper import ZooKeeper
+
+    return _resilience_session_servers.get("zookeeper", "zookeeper", ZooKeeper, 30.0)
+
+
+@pytest.fixture(scope="session")
+def zookeeper_ensemble(_resilience_session_servers: _SessionServers) -> Any:
+    """A 3-member ZooKeeper ensemble for the session (``.hosts`` for kazoo)."""
+    from resilience.servers.zookeeper import ensemble
+
+    return _resilience_session_servers.get("zookeeper_ensemble", "zookeeper", ensemble, 60.0)
+
+
+@pytest.fixture(scope="session")
+def nsq(_resilience_session_servers: _SessionServers) -> Any:
+    """One nsqlookupd and two nsqd for the session (an :class:`NsqCluster`)."""
+    from resilience.servers.nsq import cluster
+
+    return _resilience_session_servers.get("nsq", "nsq", cluster, 15.0)
