@@ -60,8 +60,6 @@ class Bulkhead:
                 f"bulkhead max_concurrent={options.max_concurrent!r}: expected an integer"
                 " >= 1 (0, no limit, means no Bulkhead object)"
             )
-        if not options.max_wait >= 0.0:
-            raise ConfigError(f"bulkhead max_wait={options.max_wait!r}: expected seconds >= 0")
         self.max_concurrent = options.max_concurrent
         self.max_wait = float(options.max_wait)
         self._in_use = 0

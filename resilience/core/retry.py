@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from resilience.config import RetryOptions
 from resilience.core.clock import Clock
-from resilience.errors import BackendTimeoutError, BackendUnavailableError, ConfigError
+from resilience.errors import BackendTimeoutError, BackendUnavailableError
 
 if TYPE_CHECKING:
     import tenacity
@@ -62,19 +62,16 @@ class RetryBudget:
     Args:
         options: ``budget_ratio``, ``budget_min_per_second`` and ``budget_window``.
         buckets: how finely the window slides (ten by default).
+
+    Raises:
+        TypeError: options is not a RetryOptions (which validates its own ranges).
     """
 
     __slots__ = ("_deposits", "_floor", "_lock", "_n", "_ratio", "_slot", "_width", "_withdrawals")
 
     def __init__(self, options: RetryOptions, *, buckets: int = 10) -> None:
-        if not 0.0 <= options.budget_ratio <= 1.0:
-            raise ConfigError(f"retry budget_ratio={options.budget_ratio!r}: expected 0..1")
-        if not options.budget_window > 0.0:
-            raise ConfigError(f"retry budget_window={options.budget_window!r}: expected > 0 s")
-        if not options.budget_min_per_second >= 0.0:
-            raise ConfigError(
-                f"retry budget_min_per_second={options.budget_min_per_second!r}: expected >= 0"
-            )
+        if not isinstance(options, RetryOptions):
+            raise TypeError(f"options must be a RetryOptions, got {type(options).__name__}")
         self._ratio = options.budget_ratio
         self._floor = options.budget_min_per_second * options.budget_window
         self._n = buckets
@@ -130,7 +127,7 @@ class RetryPolicy:
         rng: source of the backoff jitter; inject a seeded one to replay.
 
     Raises:
-        ConfigError: an option is out of range.
+        TypeError: options is not a RetryOptions (which validates its own ranges).
     """
 
     __slots__ = ("attempts", "backoff", "budget", "is_transient", "max_backoff", "rng")
@@ -143,13 +140,8 @@ class RetryPolicy:
         budget: RetryBudget | bool | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if not isinstance(options.attempts, int) or options.attempts < 1:
-            raise ConfigError(f"retry attempts={options.attempts!r}: expected an integer >= 1")
-        if not (options.backoff >= 0.0 and options.max_backoff >= 0.0):
-            raise ConfigError(
-                f"retry backoff={options.backoff!r}, max_backoff={options.max_backoff!r}:"
-                " expected seconds >= 0"
-            )
+        if not isinstance(options, RetryOptions):
+            raise TypeError(f"options must be a RetryOptions, got {type(options).__name__}")
         self.attempts = options.attempts
         self.backoff = options.backoff
         self.max_backoff = options.max_backoff
