@@ -1,0 +1,359 @@
+"""Apache Cassandra 5.0 from Maven Central jars, run on Java 17 with our own minimal config.
+
+Install (:func:`install`, ``resilience servers install cassandra``): a throwaway POM with
+one dependency, ``org.apache.cassandra:cassandra-all``, and ``mvn dependency:copy-
+dependencies`` put every runtime jar in ``$RESILIENCE_HOME/cassandra-<version>/lib``
+(about 100 jars, 67 MB). Maven's ``~/.m2`` is reused when present; Java 17 and Maven come
+from Debian packages when missing. Cassandra 5.0 runs on Java 11 or 17 only: Java 24+
+removed the security manager it installs.
+
+Run (:class:`Cassandra`): the JVM is started directly with main class
+``org.apache.cassandra.service.CassandraDaemon``; no bin/cassandra script, no
+cassandra-env.sh. The config, the data, the commit log and the log file all live in the
+server's ``data_dir``; ``listen_address`` and ``rpc_address`` are 127.0.0.1 with our own
+storage and native (CQL) ports, so several nodes can run side by side. Ready when the
+native port accepts and ``SELECT release_version FROM system.local`` answers through
+cassandra-driver, each probe bounded by its timeout.
+
+Start-up here takes 4-7 s and about 350 MB of RSS (docs/servers-cassandra.md has the
+measurements). What buys that, measured against Cassandra's own JVM options:
+
+* as root, CAP_IPC_LOCK is dropped (``setpriv``) so Cassandra's unconditional
+  ``mlockall`` fails with a warning instead of pinning the whole heap: -350 MB RSS;
+* ``cassandra.memtable.row_overhead_size`` is given, which skips a 1-2.5 s measuring
+  loop at start;
+* the serial collector and C1 only (``-XX:TieredStopAtLevel=1``): -50..100 MB RSS and a
+  faster start, at the price of peak throughput nobody needs from a test server;
+* a 512 MB heap, 64 MB memtables and no key/counter caches.
+
+Data survive :meth:`~resilience.servers._base.Server.kill`: the commit log is written to
+the page cache at once and replayed at the next start.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from resilience.servers._base import NotInstalledError, Server, ServerSpec, install_command
+from resilience.servers._ports import free_port
+from resilience.servers.install import (
+    InstallError,
+    apt_install,
+    home,
+    install_lock,
+    retry,
+    run_step,
+)
+
+__all__ = ["SPEC", "VERSION", "Cassandra", "install", "is_installed", "java17", "lib_dir"]
+
+NAME = "cassandra"
+VERSION = "5.0.9"  # the newest 5.0.x Maven Central served on 2026-11-30
+MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+_COMPLETE = ".complete"  # written last: a lib dir without it is a half-done install
+_JAVA17 = (
+    "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+    "/usr/lib/jvm/java-17-openjdk-arm64/bin/java",
+    "/usr/lib/jvm/java-17-openjdk/bin/java",
+    *sorted(glob.glob("/usr/lib/jvm/temurin-17*/bin/java")),
+)
+
+_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>resilience.servers</groupId>
+  <artifactId>cassandra-jars</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.cassandra</groupId>
+      <artifactId>cassandra-all</artifactId>
+      <version>{version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+# Without a logback file, logback logs DEBUG to the console: 10x the output.
+_LOGBACK = """<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+</configuration>
+"""
+
+# The JPMS part of Cassandra 5.0's conf/jvm17-server.options, verbatim: without these the
+# daemon fails on reflective access to JDK internals.
+_JPMS = (
+    "-Djdk.attach.allowAttachSelf=true",
+    *(f"--add-exports={m}=ALL-UNNAMED" for m in (
+        "java.base/jdk.internal.misc", "java.management.rmi/com.sun.jmx.remote.internal.rmi",
+        "java.rmi/sun.rmi.registry", "java.rmi/sun.rmi.server", "java.sql/java.sql",
+        "java.base/java.lang.ref", "jdk.unsupported/sun.misc",
+        "jdk.compiler/com.sun.tools.javac.file", "jdk.attach/sun.tools.attach")),
+    *(f"--add-opens={m}=ALL-UNNAMED" for m in (
+        "java.base/java.lang.module", "java.base/jdk.internal.loader",
+        "java.base/jdk.internal.ref", "java.base/jdk.internal.reflect",
+        "java.base/jdk.internal.math", "java.base/jdk.internal.module",
+        "java.base/jdk.internal.util.jar", "jdk.management/com.sun.management.internal",
+        "java.base/sun.nio.ch", "java.base/java.io", "java.base/java.lang.reflect",
+        "jdk.compiler/com.sun.tools.javac", "java.base/java.lang", "java.base/java.util",
+        "java.base/java.nio")),
+    "-Dio.netty.tryReflectionSetAccessible=true",
+)  # fmt: skip
+
+_JVM = (
+    "-XX:+UseSerialGC",  # smaller RSS than G1 on a small heap; pauses are short at 512 MB
+    "-XX:TieredStopAtLevel=1",  # C1 only: faster start, less RSS
+    "-Xss256k",  # Cassandra's own default thread stack
+    "-XX:+ExitOnOutOfMemoryError",  # die instead of limping on (and silences a warning)
+    "-XX:-UsePerfData",  # no hsperfdata file
+    "-Djava.net.preferIPv4Stack=true",
+    "-Dcassandra-foreground=yes",
+    "-Dcassandra.skip_wait_for_gossip_to_settle=0",  # single node: nothing to settle
+    "-Dcassandra.memtable.row_overhead_size=180",  # skips a 1-2.5 s measurement at start
+)
+
+
+def java17() -> Path:
+    """The Java 17 binary: ``$RESILIENCE_CASSANDRA_JAVA`` or a Debian/Temurin JDK 17.
+
+    Raises:
+        NotInstalledError: no Java 17 found (the message says how to install one).
+    """
+    override = os.environ.get("RESILIENCE_CASSANDRA_JAVA")
+    for cand in (override,) if override else _JAVA17:
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return Path(cand)
+    raise NotInstalledError(
+        NAME,
+        "no Java 17 (looked for " + ", ".join((override,) if override else _JAVA17) + ")",
+        install_hint=install_command(NAME) + " (or set RESILIENCE_CASSANDRA_JAVA)",
+    )
+
+
+def lib_dir(version: str = VERSION) -> Path:
+    """Where the jars of Cassandra ``version`` are cached (may not exist yet)."""
+    return home() / f"cassandra-{version}" / "lib"
+
+
+def is_installed() -> bool:
+    """True when Java 17 and a completed jar download are present (no network)."""
+    try:
+        java17()
+    except NotInstalledError:
+        return False
+    return (lib_dir() / _COMPLETE).is_file()
+
+
+def install() -> str:
+    """Fetch Cassandra's jars from Maven Central (and Java 17 and Maven from apt if missing).
+
+    Idempotent: a completed install returns at once. The download goes to a temporary
+    directory renamed into place only when Maven succeeded, so an interrupted install
+    leaves nothing half-done behind.
+
+    Raises:
+        InstallError: the step that failed (apt, mvn), its command and its output's tail.
+    """
+    with install_lock(NAME):
+        if is_installed():
+            return f"cassandra {VERSION} already installed ({lib_dir()})"
+        done = []
+        if not any(os.path.isfile(j) for j in _JAVA17):
+            done.append(apt_install(NAME, ["openjdk-17-jdk-headless"]))
+        if shutil.which("mvn") is None:
+            done.append(apt_install(NAME, ["maven"]))
+        done.append(_fetch_jars())
+        return "; ".join(done)
+
+
+def _fetch_jars() -> str:
+    target = lib_dir()
+    if (target / _COMPLETE).is_file():
+        return f"jars already in {target}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix="fetch-") as tmp:
+        work = Path(tmp)
+        (work / "pom.xml").write_text(_POM.format(version=VERSION))
+        out = work / "lib"
+        cmd = ["mvn", "-q", "-B", "-f", str(work / "pom.xml"),
+               f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+               "-DincludeScope=runtime", f"-DoutputDirectory={out}"]  # fmt: skip
+        env = {**os.environ, "JAVA_HOME": str(java17().parent.parent)}
+        retry(lambda: run_step(NAME, cmd, timeout=900, env=env), what="mvn copy-dependencies")
+        jars = sorted(out.glob("cassandra-all-*.jar"))
+        if not jars or not list(out.glob("jamm-*.jar")):
+            raise InstallError(NAME, f"mvn ran but {out} lacks cassandra-all or jamm", command=cmd)
+        (out / _COMPLETE).write_text(VERSION + "\n")
+        if target.exists():  # a half-done earlier attempt without the marker
+            shutil.rmtree(target)
+        out.rename(target)
+    return f"fetched {len(list(target.glob('*.jar')))} jars of cassandra {VERSION} into {target}"
+
+
+def _yaml(cfg: Mapping[str, str]) -> str:
+    return "".join(f"{key}: {value}\n" for key, value in cfg.items())
+
+
+class Cassandra(Server):
+    """One Cassandra 5.0 node on loopback, its data in ``data_dir``.
+
+    Args:
+        data_dir: data, commit log, hints, config and the log file.
+        native_port: the CQL port (:attr:`port`); free when omitted.
+        storage_port: the inter-node port; free when omitted.
+        heap_mb: the JVM heap (``-Xms`` = ``-Xmx``); at least 256.
+        yaml: cassandra.yaml keys to add or override, values as YAML text
+            (``{"read_request_timeout": "500ms"}``).
+        jvm_options: JVM options added after ours (a later option wins).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        native_port: int | None = None,
+        storage_port: int | None = None,
+        name: str = NAME,
+        heap_mb: int = 512,
+        yaml: Mapping[str, str] | None = None,
+        jvm_options: Sequence[str] = (),
+    ) -> None:
+        if heap_mb < 256:
+            raise ValueError(f"{name}: heap_mb must be >= 256 (Cassandra needs it), got {heap_mb}")
+        ports = {"native": native_port or free_port(), "storage": storage_port or free_port()}
+        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports)
+        self.heap_mb = heap_mb
+        self.yaml_overrides = dict(yaml or {})
+        self.jvm_options = list(jvm_options)
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "cassandra.yaml"
+
+    def config(self) -> dict[str, str]:
+        """The cassandra.yaml keys this node runs with (values as YAML text)."""
+        d = self.data_dir
+        cfg = {
+            "cluster_name": "resilience",
+            "num_tokens": "1",
+            "partitioner": "org.apache.cassandra.dht.Murmur3Partitioner",
+            "endpoint_snitch": "SimpleSnitch",
+            "commitlog_sync": "periodic",
+            "commitlog_sync_period": "10000ms",
+            "commitlog_segment_size": "8MiB",  # 32 MiB by default, preallocated
+            "seed_provider": "\n  - class_name: org.apache.cassandra.locator.SimpleSeedProvider"
+            f'\n    parameters:\n      - seeds: "{self.host}:{self.ports["storage"]}"',
+            "data_file_directories": f"[{d / 'data'}]",
+            "commitlog_directory": str(d / "commitlog"),
+            "saved_caches_directory": str(d / "saved_caches"),
+            "hints_directory": str(d / "hints"),
+            "cdc_raw_directory": str(d / "cdc_raw"),
+            "listen_address": self.host,
+            "rpc_address": self.host,
+            "storage_port": str(self.ports["storage"]),
+            "native_transport_port": str(self.port),
+            "start_native_transport": "true",
+            "authenticator": "AllowAllAuthenticator",
+            "authorizer": "AllowAllAuthorizer",
+            "auto_snapshot": "false",  # makes DROP and TRUNCATE fast
+            "hinted_handoff_enabled": "false",
+            "storage_compatibility_mode": "NONE",  # a new cluster: 5.0 formats from the start
+            "memtable_heap_space": "64MiB",
+            "memtable_offheap_space": "64MiB",
+            "concurrent_compactors": "1",
+            "concurrent_reads": "4",
+            "concurrent_writes": "4",
+            "concurrent_counter_writes": "4",
+            "key_cache_size": "0MiB",
+            "counter_cache_size": "0MiB",
+            "file_cache_size": "32MiB",
+        }
+        cfg.update(self.yaml_overrides)
+        return cfg
+
+    def prepare(self) -> None:
+        for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(_yaml(self.config()))
+        (self.data_dir / "logback.xml").write_text(_LOGBACK)
+
+    def command(self) -> list[str]:
+        libs = lib_dir()
+        if not (libs / _COMPLETE).is_file():
+            raise NotInstalledError(
+                NAME, f"not installed (no jars in {libs})", install_hint=install_command(NAME)
+            )
+        jamm = sorted(libs.glob("jamm-*.jar"))
+        cmd = []
+        setpriv = shutil.which("setpriv")
+        if os.geteuid() == 0 and setpriv:
+            # Without CAP_IPC_LOCK, Cassandra's mlockall() fails harmlessly instead of
+            # pinning the whole heap in RAM (measured: ~350 MB less RSS).
+            cmd += [setpriv, "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"]
+        cmd += [str(java17()), f"-Xms{self.heap_mb}m", f"-Xmx{self.heap_mb}m", *_JVM, *_JPMS]
+        cmd += [f"-javaagent:{jamm[-1]}"] if jamm else []
+        cmd += [
+            f"-Dcassandra.config={self.config_path.as_uri()}",
+            f"-Dcassandra.storagedir={self.data_dir}",
+            f"-Dcassandra.logdir={self.data_dir}",
+            f"-Dlogback.configurationFile={self.data_dir / 'logback.xml'}",
+            *self.jvm_options,
+            "-cp",
+            f"{libs}/*",
+            MAIN_CLASS,
+        ]
+        return cmd
+
+    def probe(self, timeout: float) -> bool:
+        """The CQL port accepts and ``system.local`` answers, within ``timeout`` seconds."""
+        # A plain connect first: building a driver Cluster costs ~0.2 s and a thread pool.
+        with socket.create_connection((self.host, self.port), timeout=timeout):
+            pass
+        return self.release_version(timeout) is not None
+
+    def release_version(self, timeout: float = 2.0) -> str | None:
+        """``release_version`` from ``system.local`` through cassandra-driver, or None."""
+        from cassandra.cluster import Cluster  # lazily: importing the driver costs ~0.3 s
+
+        cluster = Cluster(
+            [self.host],
+            port=self.port,
+            connect_timeout=timeout,
+            control_connection_timeout=timeout,
+        )
+        try:
+            row = (
+                cluster.connect()
+                .execute("SELECT release_version FROM system.local", timeout=timeout)
+                .one()
+            )
+        except Exception:  # not serving yet: NoHostAvailable, OperationTimedOut...
+            return None
+        finally:
+            cluster.shutdown()
+        return None if row is None else str(row.release_version)
+
+
+def _create(work_dir: Path) -> Server:
+    return Cassandra(work_dir)
+
+
+SPEC = ServerSpec(
+    name=NAME,
+    description=f"Apache Cassandra {VERSION} from Maven Central jars, on Java 17",
+    install=install,
+    is_installed=is_installed,
+    create=_create,
+    start_timeout=120.0,
+)
