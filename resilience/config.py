@@ -245,9 +245,11 @@ class MemcacheOptions(ClientOptions):
         16, "POOL_SIZE", "int", "connections kept per node", min=1, client_only=True
     )
 
+
 # ---------------------------------------------------------------------------------------
-# Clients: a registry other modules extend (a client module registers its options class
-# at import; client modules import no driver, so loading them all is cheap).
+# Clients: a registry other modules extend. A client's options class registers itself
+# with @register_client("name") where it is defined; resolve() does not need the registry
+# (it takes the class), only `resilience config` and the docs table do.
 
 CLIENTS: dict[str, type[ClientOptions]] = {}
 _CLIENT_OF: dict[type, str] = {}
