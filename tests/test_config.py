@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from resilience import config
 from resilience.config import (
@@ -329,3 +331,27 @@ def test_docs_table_is_the_generated_one() -> None:
     assert table == config.option_table_markdown(), (
         "regenerate with: .venv/bin/resilience config --markdown"
     )
+
+
+@pytest.mark.parametrize(("client", "k"), ALL_KEYS, ids=IDS)
+def test_printed_default_reads_back_as_the_default(client: str, k: OptionKey) -> None:
+    """What `resilience config` and the docs print for a default is a valid setting of it."""
+    var = f"RESILIENCE_{client.upper()}_{k.env}"
+    resolved = run(config.CLIENTS[client], client, {var: k.env_form(k.default)})
+    assert value_at(resolved.options, k) == k.default
+
+
+@given(ms=st.integers(min_value=1, max_value=86_400_000))
+def test_any_whole_millisecond_timeout_round_trips(ms: int) -> None:
+    """A duration in ms becomes ms/1000 seconds and prints back as the same ms."""
+    resolved = run(env={f"{M}TIMEOUT_MS": str(ms)})
+    assert resolved.options.timeout == ms / 1000
+    assert resolved.settings[0].shown == str(ms)
+
+
+@given(ratio=st.floats(min_value=0.0, max_value=1.0, allow_nan=False))
+def test_any_fraction_is_a_jitter_and_nothing_outside(ratio: float) -> None:
+    """Every number in 0..1 is accepted as a ratio, exactly; beyond 1 is rejected."""
+    assert run(env={f"{M}BREAKER_JITTER": repr(ratio)}).options.breaker.jitter == ratio
+    with pytest.raises(ConfigError):
+        run(env={f"{M}BREAKER_JITTER": repr(ratio + 1.0001)})
