@@ -1,0 +1,51 @@
+"""``resilience bench``: the failure-latency benchmark (see docs/bench.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+DEFAULT_OUT = Path("benchmarks/results/failure-latency")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``resilience bench``."""
+    from resilience.bench.plugin import DATASTORES
+    from resilience.bench.scenarios import SCENARIOS
+
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer calls, 2 s cap: under a minute")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"results folder (default {DEFAULT_OUT})")
+    parser.add_argument("--datastores", default="memcached",
+                        help=f"comma separated, from: {', '.join(DATASTORES)}")
+    parser.add_argument("--faults", default="",
+                        help="comma separated fault ids (default all): "
+                        + ", ".join(s.id for s in SCENARIOS))
+    parser.add_argument("--no-overhead", action="store_true",
+                        help="skip the healthy-path overhead measurement")
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the table, write the reports; 0 on success, 2 on bad input."""
+    from resilience.bench.report import table, write_all
+    from resilience.bench.suite import Settings, run_suite
+
+    settings = Settings.quick() if args.quick else Settings()
+    try:
+        result = run_suite(_split(args.datastores), _split(args.faults) or None, settings,
+                           overhead=not args.no_overhead)
+    except ValueError as exc:
+        print(f"resilience bench: {exc}", file=sys.stderr)
+        return 2
+    print(table(result))
+    for path in write_all(result, args.out):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,212 @@
+"""The memcached plugin of the benchmark: pymemcache raw (defaults, tuned) and wrapped.
+
+Subjects make one ``get`` per call. ``raw-default`` is ``pymemcache.Client(server)``
+exactly as its docs show it (no timeouts at all); ``raw-tuned`` sets ``connect_timeout``
+and ``timeout`` to the same budget the wrapper gets, the best pymemcache offers; the
+wrapper is :class:`resilience.clients.memcache.Memcache` with that budget and its
+default breaker and retry settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import statistics
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from resilience.bench.model import OverheadRow
+from resilience.bench.plugin import RunningServer, Subject
+
+__all__ = ["PLUGIN", "MemcachedBench"]
+
+KEY = "bench:key"
+VALUE = b"v" * 64  # stored under KEY at start: a hit, long enough for the slow drip to show
+
+
+def _tracking_module(registry: list[socket.socket]) -> types.ModuleType:
+    """A copy of :mod:`socket` whose sockets register themselves in ``registry`` (at
+    creation only: a raw call pays nothing per call), so a hung raw call can be woken."""
+
+    class _Tracked(socket.socket):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            registry.append(self)
+
+    cls = _Tracked
+    module = types.ModuleType("bench_tracked_socket")
+    module.__dict__.update(socket.__dict__)
+    module.socket = cls  # type: ignore[attr-defined]
+    return module
+
+
+class RawSubject:
+    """pymemcache ``Client`` with its defaults (``budget`` None) or tuned timeouts."""
+
+    def __init__(self, name: str, host: str, port: int, budget: float | None) -> None:
+        from pymemcache.client.base import Client
+
+        self.name = name
+        self._sockets: list[socket.socket] = []
+        kwargs: dict[str, Any] = {"socket_module": _tracking_module(self._sockets)}
+        if budget is not None:
+            kwargs.update(connect_timeout=budget, timeout=budget)
+        self._client = Client((host, port), **kwargs)
+
+    def call(self) -> object:
+        return self._client.get(KEY)
+
+    def abort(self) -> None:
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):  # not connected, or closed already
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def breaker_open(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.abort()
+        self._client.close()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+
+class WrapperSubject:
+    """The resilience wrapper for one node, with ``budget`` as timeout and connect cap."""
+
+    def __init__(self, host: str, port: int, budget: float) -> None:
+        from resilience.clients.memcache import Memcache
+        from resilience.core.breaker import BreakerState
+
+        self.name = "wrapper"
+        self._endpoint = f"{host}:{port}"
+        self._cache = Memcache([self._endpoint], timeout=budget, connect_timeout=budget,
+                               environ={})
+        self._open_states = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
+
+    def call(self) -> object:
+        return self._cache.get(KEY)
+
+    def abort(self) -> None:
+        self._cache.close()
+
+    def breaker_open(self) -> bool:
+        return self._cache.breaker(self._endpoint).state(time.monotonic()) in self._open_states
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class MemcachedBench:
+    """The :class:`~resilience.bench.plugin.Datastore` for memcached."""
+
+    name = "memcached"
+
+    def __init__(self) -> None:
+        self._host = "127.0.0.1"
+
+    def listen_host(self, host: str) -> None:
+        self._host = host
+
+    def start_server(
+        self, work_dir: str, wrap_command: Callable[[list[str]], list[str]] | None = None
+    ) -> RunningServer:
+        from resilience.servers.memcached import Memcached
+
+        class _Node(Memcached):
+            def command(self) -> list[str]:
+                cmd = super().command()
+                return wrap_command(cmd) if wrap_command is not None else cmd
+
+        server = _Node(Path(work_dir), name="memcached-bench")
+        server.host = self._host
+        self._host = "127.0.0.1"
+        server.start(timeout=15.0)
+        try:
+            with socket.create_connection((server.host, server.port), timeout=2.0) as sock:
+                sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (KEY.encode(), len(VALUE), VALUE))
+                if not sock.recv(64).startswith(b"STORED"):
+                    raise RuntimeError(f"{server}: could not store the benchmark key")
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def subject(self, kind: str, host: str, port: int, budget: float) -> Subject:
+        if kind == "raw-default":
+            return RawSubject(kind, host, port, None)
+        if kind == "raw-tuned":
+            return RawSubject(kind, host, port, budget)
+        if kind == "wrapper":
+            return WrapperSubject(host, port, budget)
+        raise ValueError(f"unknown subject {kind!r}")
+
+    def overhead(self, host: str, port: int, calls: int) -> list[OverheadRow]:
+        return _overhead(host, port, calls)
+
+
+def _peers(host: str, port: int) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """Subject -> (get, set) callables doing the same healthy call."""
+    import pybreaker
+    import tenacity
+    from pymemcache.client.base import Client
+
+    from resilience.clients.memcache import Memcache
+
+    raw = Client((host, port), connect_timeout=1.0, timeout=1.0, no_delay=True,
+                 default_noreply=False)
+    cache = Memcache([f"{host}:{port}"], timeout=1.0, connect_timeout=1.0, environ={})
+    pyb_client = Client((host, port), connect_timeout=1.0, timeout=1.0, no_delay=True,
+                        default_noreply=False)
+    breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=1)
+    ten_client = Client((host, port), connect_timeout=1.0, timeout=1.0, no_delay=True,
+                        default_noreply=False)
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(2),
+        wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
+        reraise=True,
+    )
+    value = b"x" * 32
+    return {
+        "raw pymemcache": (lambda: raw.get(KEY), lambda: raw.set(KEY, value, noreply=False)),
+        "wrapper": (lambda: cache.get(KEY), lambda: cache.set(KEY, value)),
+        "pybreaker + pymemcache": (
+            lambda: breaker.call(pyb_client.get, KEY),
+            lambda: breaker.call(pyb_client.set, KEY, value, noreply=False),
+        ),
+        "tenacity + pymemcache": (
+            lambda: retrying(ten_client.get, KEY),
+            lambda: retrying(ten_client.set, KEY, value, noreply=False),
+        ),
+    }
+
+
+def _overhead(host: str, port: int, calls: int, rounds: int = 7) -> list[OverheadRow]:
+    """Interleaved rounds of ``calls`` calls per subject; median µs per call per round."""
+    peers = _peers(host, port)
+    rows: list[OverheadRow] = []
+    for op_index, op in enumerate(("get", "set")):
+        per_round: dict[str, list[float]] = {name: [] for name in peers}
+        for fns in peers.values():  # warm up: connect, fill caches
+            for _ in range(200):
+                fns[op_index]()
+        for _ in range(rounds):
+            for name, fns in peers.items():
+                fn = fns[op_index]
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                per_round[name].append((time.perf_counter() - start) / calls * 1e6)
+        base = statistics.median(per_round["raw pymemcache"])
+        for name, values in per_round.items():
+            med = statistics.median(values)
+            rows.append(OverheadRow("memcached", op, name, med, min(values), max(values),
+                                    med / base))
+    return rows
+
+
+PLUGIN = MemcachedBench()

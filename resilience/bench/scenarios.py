@@ -1,0 +1,221 @@
+"""Fault scenarios of the benchmark, in DESIGN.md's vocabulary, for any TCP datastore.
+
+A scenario opens a *site*: an address the subjects connect to, with ``inject()`` and
+``clear()`` to turn its fault on and off, and ``close()`` to tear it down. The runner
+builds each subject, warms it with one healthy call when the scenario is ``warm`` (a
+running service has open connections: the established-connection faults need one),
+injects, measures, clears.
+
+==========================  =========================================================
+refused                     a port nothing listens on
+reject                      iptables REJECT (ICMP port unreachable), netns, root
+connect-blackhole           iptables DROP in a netns (root); else a listener whose
+                            accept queue is full (no root)
+established-blackhole       iptables DROP of ESTABLISHED packets, netns, root
+frozen                      the server is SIGSTOPped
+latency-above / -below      proxy latency of 3x / 0.3x the budget
+reset                       proxy resets every connection
+slow-drip                   proxy slicer: one byte per 20 ms
+garbage                     proxy XORs every byte of the replies
+==========================  =========================================================
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from resilience.bench.plugin import Datastore, RunningServer
+
+__all__ = ["SCENARIOS", "Scenario", "Site", "select"]
+
+
+class Site(Protocol):
+    host: str
+    port: int
+
+    def inject(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """What a scenario may use: the datastore plugin, the call budget, a scratch dir."""
+
+    datastore: Datastore
+    budget: float
+    work_dir: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One fault mode: ``open(env)`` returns a :class:`Site`; ``unavailable()`` says why
+    it cannot run here (None when it can)."""
+
+    id: str
+    title: str
+    warm: bool
+    open: Callable[[Env], Site]
+    unavailable: Callable[[], str | None] = lambda: None
+
+
+class _Site:
+    """A site whose fault is fixed (no inject/clear), around an address."""
+
+    def __init__(self, host: str, port: int, closers: list[Callable[[], Any]]) -> None:
+        self.host, self.port, self._closers = host, port, closers
+
+    def inject(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for fn in reversed(self._closers):
+            fn()
+
+
+def _server(env: Env) -> RunningServer:
+    return env.datastore.start_server(tempfile.mkdtemp(dir=env.work_dir))
+
+
+def _refused(env: Env) -> Site:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    return _Site("127.0.0.1", port, [])
+
+
+class _NetnsSite(_Site):
+    def __init__(self, env: Env, rule: str) -> None:
+        from resilience.faults.netns import Namespace
+
+        self._ns = Namespace()
+        ns = self._ns
+        try:
+            env.datastore.listen_host(ns.ns_ip)
+            self._server = env.datastore.start_server(
+                tempfile.mkdtemp(dir=env.work_dir),
+                wrap_command=lambda cmd: ["ip", "netns", "exec", ns.name, *cmd],
+            )
+        except BaseException:
+            ns.close()
+            raise
+        super().__init__(ns.ns_ip, self._server.port, [ns.close, self._server.stop])
+        self._rule_kind = rule
+        self._rule: Any = None
+
+    def inject(self) -> None:
+        fw = self._ns.firewall
+        if self._rule_kind == "reject":
+            self._rule = fw.reject(self.port)
+        elif self._rule_kind == "drop":
+            self._rule = fw.drop(self.port)
+        else:
+            self._rule = fw.drop_established(self.port)
+
+    def clear(self) -> None:
+        if self._rule is not None:
+            self._rule.remove()
+            self._rule = None
+
+
+def _netns_reason() -> str | None:
+    from resilience.faults.netns import unavailable_reason
+
+    return unavailable_reason()
+
+
+def _connect_blackhole(env: Env) -> Site:
+    if _netns_reason() is None:
+        return _NetnsSite(env, "drop")
+    from resilience.faults.blackhole import ConnectBlackhole
+
+    hole = ConnectBlackhole().start()
+    host, port = hole.address
+    return _Site(host, port, [hole.stop])
+
+
+class _FrozenSite(_Site):
+    def __init__(self, env: Env) -> None:
+        self._server = _server(env)
+        super().__init__(self._server.host, self._server.port, [self._server.stop])
+
+    def inject(self) -> None:
+        self._server.freeze()
+
+    def clear(self) -> None:
+        self._server.thaw()
+
+    def close(self) -> None:
+        self.clear()
+        super().close()
+
+
+class _ProxySite(_Site):
+    def __init__(self, env: Env, toxic: Callable[[], Any]) -> None:
+        from resilience.faults.proxy import FaultProxy
+
+        self._server = _server(env)
+        self._proxy = FaultProxy((self._server.host, self._server.port), seed=1).start()
+        self._toxic = toxic
+        host, port = self._proxy.address
+        super().__init__(host, port, [self._server.stop, self._proxy.stop])
+
+    def inject(self) -> None:
+        self._proxy.add(self._toxic())
+
+    def clear(self) -> None:
+        self._proxy.clear()
+
+
+def _proxy(make: Callable[[Env], Any]) -> Callable[[Env], Site]:
+    return lambda env: _ProxySite(env, lambda: make(env))
+
+
+def _toxics() -> Any:
+    from resilience.faults import toxics
+
+    return toxics
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("refused", "nothing listens", False, _refused),
+    Scenario("reject", "iptables REJECT (ICMP)", False,
+             lambda env: _NetnsSite(env, "reject"), _netns_reason),
+    Scenario("connect-blackhole", "SYNs dropped", False, _connect_blackhole),
+    Scenario("established-blackhole", "iptables DROP ESTABLISHED", True,
+             lambda env: _NetnsSite(env, "established"), _netns_reason),
+    Scenario("frozen", "server SIGSTOPped", True, _FrozenSite),
+    Scenario("latency-above", "replies 3x the budget late", True,
+             _proxy(lambda env: _toxics().Latency(latency_ms=env.budget * 3000))),
+    Scenario("latency-below", "replies 0.3x the budget late", True,
+             _proxy(lambda env: _toxics().Latency(latency_ms=env.budget * 300))),
+    Scenario("reset", "connections reset", True, _proxy(lambda env: _toxics().Reset())),
+    Scenario("slow-drip", "one byte per 20 ms", True,
+             _proxy(lambda env: _toxics().Slicer(average_size=1, delay_us=20_000))),
+    Scenario("garbage", "reply bytes corrupted", True,
+             _proxy(lambda env: _toxics().Garbage(ratio=1.0))),
+)
+
+
+def select(ids: list[str] | None) -> list[Scenario]:
+    """The scenarios named in ``ids`` (all when None), in the canonical order.
+
+    Raises:
+        ValueError: an unknown id (the message lists the known ones).
+    """
+    known = {s.id: s for s in SCENARIOS}
+    if not ids:
+        return list(SCENARIOS)
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ValueError(f"unknown fault {', '.join(unknown)}; choose from {', '.join(known)}")
+    return [s for s in SCENARIOS if s.id in ids]

@@ -1,0 +1,438 @@
+"""The memcached wrapper: pymemcache behind deadlines, a breaker per node, retries.
+
+::
+
+    cache = Memcache(["10.0.0.1:11211", "10.0.0.2:11211"], timeout=0.05)
+    cache.set("user:1", b"...")          # acknowledged write (noreply=False)
+    cache.get("user:1")                   # bytes or None; never hangs past 50 ms
+
+One node or many. Keys map to nodes on a ketama ring (:mod:`.memcache_ring`), each node
+has its own circuit breaker (keyed ``host:port`` in the breaker registry) and its own pool
+of pymemcache ``base.Client`` objects (:mod:`.memcache_node`). A failing or hanging node
+opens its breaker after a few calls; from then on its keys fail fast with
+CircuitOpenError (or read as misses with ``fail_open``) while other nodes serve normally.
+After the open interval one probe goes through; a success closes the breaker and the
+node's traffic returns. Keys never move to another node (see the ring's docstring).
+
+pymemcache's HashClient and RetryingClient are not used: HashClient turns a dead node's
+errors into silent misses and RetryingClient multiplies the time a call takes.
+
+Every socket operation of a call is bounded by the call's remaining budget: the connect
+by ``min(connect_timeout, remaining)``, each send and receive by what remains of the
+deadline (not per read: a slowly dripping reply cannot run on).
+
+Errors (contract 7), mapped most specific first, the driver's exception as
+``__cause__``: a socket timeout -> BackendTimeoutError; refused, reset, closed
+connection, other socket errors -> BackendUnavailableError; a reply that is not the
+protocol -> BackendProtocolError; ``SERVER_ERROR`` -> BackendError. An illegal key or
+value (``MemcacheIllegalInputError``: too long, spaces, not bytes) is the caller's bug:
+it raises :class:`ValueError` at once, is not retried and does not count against the
+node's breaker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from pymemcache.exceptions import (
+    MemcacheClientError,
+    MemcacheIllegalInputError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+    MemcacheUnknownError,
+)
+
+from resilience.clients import memcache_multi as _multi
+from resilience.clients._base import ErrorMap, IdempotencyTable, LazyDriver, idempotency_table
+from resilience.clients.memcache_node import NodePool
+from resilience.clients.memcache_ring import HashRing
+from resilience.config import MemcacheOptions
+from resilience.core.breaker import BreakerRegistry, CircuitBreaker
+from resilience.core.bulkhead import make_bulkhead
+from resilience.core.clock import SYSTEM_CLOCK, Clock
+from resilience.core.events import EventBus
+from resilience.core.fallback import Fallback
+from resilience.core.pipeline import Operation, call
+from resilience.core.retry import RetryPolicy
+from resilience.errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigError,
+    ResilienceError,
+)
+
+__all__ = ["IDEMPOTENT", "READS", "Memcache"]
+
+T = TypeVar("T")
+SERVICE = "memcache"
+
+IDEMPOTENT: IdempotencyTable = idempotency_table({
+    "get": True,
+    "gets": True,
+    "get_many": True,
+    "gets_many": True,
+    "set": True,          # the same value twice leaves the same state
+    "set_many": True,
+    "replace": True,      # as set, for a key that exists
+    "delete": True,       # a repeat may report "not found": the state is the same
+    "delete_many": True,
+    "touch": True,
+    "version": True,
+    "stats": True,
+    # Not idempotent: a retry after a lost reply changes the outcome or the state.
+    "add": False,         # the retry sees our own first write and reports NOT_STORED
+    "cas": False,         # the retry sees our own first write and reports EXISTS
+    "incr": False,        # counts twice
+    "decr": False,        # counts twice
+    "append": False,      # appends twice
+    "prepend": False,     # prepends twice
+    "flush_all": True,
+})
+"""Which operations a retry may repeat (contract 6)."""
+
+READS = frozenset({"get", "gets", "get_many", "gets_many"})
+"""Operations that return a miss instead of failing when ``fail_open`` is set."""
+
+ERRORS = ErrorMap([
+    (MemcacheIllegalInputError, None, "illegal input"),
+    (TimeoutError, BackendTimeoutError, "timed out"),
+    (MemcacheUnexpectedCloseError, BackendUnavailableError, "connection closed by the server"),
+    (ConnectionError, BackendUnavailableError, "connection failed"),
+    ((MemcacheUnknownError, MemcacheClientError, ValueError, IndexError, KeyError),
+     BackendProtocolError, "unexpected reply"),
+    (MemcacheServerError, BackendError, "server error"),
+    (OSError, BackendUnavailableError, "socket error"),
+])
+"""Driver exception -> resilience error, most specific first."""
+
+_monotonic = time.monotonic
+
+
+class _CallerError(Exception):
+    """Carries a caller's bug (illegal key) out of the pipeline without it counting."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _parse_server(item: str) -> tuple[str, int]:
+    host, _, port = item.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Memcache:
+    """A memcached client that never hangs; see the module docstring.
+
+    Args:
+        servers: ``host:port`` nodes (a string with commas, or a list); default from
+            RESILIENCE_MEMCACHE_SERVERS.
+        name: a named instance: RESILIENCE_MEMCACHE_<NAME>_* variables apply.
+        environ: the environment to read (``os.environ`` when None).
+        serde: a pymemcache serializer (default: values are bytes or str).
+        key_prefix: prepended to every key by pymemcache.
+        events: the event bus to emit on (rejections, failures, retries, state
+            changes, fallbacks); a private silent one by default.
+        breakers: a breaker registry to share (keyed ``host:port``); a new one with
+            this client's breaker options by default.
+        clock: time source of the pipeline and breakers (a fake clock in tests);
+            socket timeouts always use the real monotonic clock.
+        **options: any :class:`~resilience.config.MemcacheOptions` field by its flat
+            name (``timeout``, ``connect_timeout``, ``fail_open``, ``pool_size``,
+            ``breaker_failure_rate``, ``retry_attempts``...), durations in seconds.
+
+    Raises:
+        ConfigError: a bad argument or variable, named in the message.
+
+    Construction validates and stores; it opens no connection. The first call
+    connects, under its own deadline. Safe to share between threads; after a fork the
+    child builds fresh connections.
+    """
+
+    def __init__(
+        self,
+        servers: str | Iterable[str] | None = None,
+        *,
+        name: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        serde: Any = None,
+        key_prefix: bytes | str = b"",
+        events: EventBus | None = None,
+        breakers: BreakerRegistry | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        **options: Any,
+    ) -> None:
+        if isinstance(servers, str):
+            servers = [s.strip() for s in servers.split(",") if s.strip()]
+        elif servers is not None:
+            servers = list(servers)
+            if not servers:
+                raise ConfigError("servers=[]: expected at least one host:port")
+        opts = MemcacheOptions.from_env(
+            name=name, environ=environ,
+            servers=tuple(servers) if servers is not None else None, **options,
+        )
+        if isinstance(key_prefix, str):
+            key_prefix = key_prefix.encode()
+        self.options = opts
+        self._endpoints = tuple(opts.servers)
+        self._addresses = tuple(_parse_server(s) for s in self._endpoints)
+        self._ring = HashRing(self._endpoints) if len(self._endpoints) > 1 else None
+        self._client_kwargs: dict[str, Any] = {"no_delay": True, "key_prefix": key_prefix}
+        if serde is not None:
+            self._client_kwargs["serde"] = serde
+        self._nodes: LazyDriver[tuple[NodePool, ...]] = LazyDriver(
+            self._build_nodes, _close_nodes, service=SERVICE
+        )
+        self._clock = clock
+        self.events = events if events is not None else EventBus()
+        registry = breakers if breakers is not None else BreakerRegistry(opts.breaker)
+        self._breakers = tuple(registry.get(e) for e in self._endpoints)
+        for b in self._breakers:  # state changes become events (contract 11)
+            self.events.watch_breaker(b, SERVICE)
+        # One retry policy (and so one retry budget) for the whole dependency; one
+        # bulkhead per node, so a hung node cannot take the permits of healthy ones.
+        self._retry = RetryPolicy(opts.retry)
+        self._ops: tuple[dict[str, Operation], ...] = tuple(
+            {name: self._operation(name, flag, bulkhead) for name, flag in IDEMPOTENT.items()}
+            for bulkhead in (make_bulkhead(opts.bulkhead) for _ in self._endpoints)
+        )
+
+    # ---- life cycle --------------------------------------------------------------
+
+    def _build_nodes(self) -> tuple[NodePool, ...]:
+        size = self.options.pool_size
+        return tuple(NodePool(h, p, size, self._client_kwargs) for h, p in self._addresses)
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The nodes, ``host:port``, in configuration order."""
+        return self._endpoints
+
+    def node_for(self, key: str | bytes) -> str:
+        """The ``host:port`` of the node that owns ``key``."""
+        return self._endpoints[self._index(key)]
+
+    def breaker(self, endpoint: str) -> CircuitBreaker:
+        """The circuit breaker of one node (``host:port``).
+
+        Raises:
+            KeyError: ``endpoint`` is not one of this client's nodes.
+        """
+        try:
+            return self._breakers[self._endpoints.index(endpoint)]
+        except ValueError:
+            raise KeyError(f"{endpoint!r} is not a node of {self!r}") from None
+
+    def _operation(self, name: str, idempotent: bool, bulkhead: Any) -> Operation:
+        fallback = None
+        if self.options.fail_open and name in READS:
+            fallback = Fallback.value(_MISSES[name])
+        return Operation(
+            name, service=SERVICE, timeout=self.options.timeout, idempotent=idempotent,
+            retry=self._retry, bulkhead=bulkhead, events=self.events, fallback=fallback,
+            clock=self._clock, is_failure=_is_failure,
+        )
+
+    def close(self) -> None:
+        """Close every connection; calls in flight end at once with an error.
+
+        Later calls raise BackendUnavailableError.
+        """
+        self._nodes.close()
+
+    def __enter__(self) -> Memcache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Memcache {','.join(self._endpoints)} timeout={self.options.timeout}>"
+
+    # ---- the one path every operation takes --------------------------------------
+
+    def _index(self, key: str | bytes) -> int:
+        ring = self._ring
+        if ring is None:
+            return 0
+        return ring.index(key.encode() if isinstance(key, str) else key)
+
+    def _call(
+        self, op: str, index: int, fn: Callable[[Any], T], timeout: float | None
+    ) -> T:
+        """Run ``fn(client)`` on node ``index`` through the pipeline."""
+        nodes = self._nodes.get()
+        node = nodes[index]
+        connect_timeout = self.options.connect_timeout
+        endpoint = self._endpoints[index]
+
+        def attempt(remaining: float) -> T:
+            deadline = _monotonic() + remaining
+            try:
+                client = node.checkout(deadline, connect_timeout)
+            except BaseException as exc:
+                raise _mapped(exc, op, endpoint) from exc
+            try:
+                result = fn(client)
+            except BaseException as exc:
+                node.discard(client)
+                if isinstance(exc, MemcacheIllegalInputError):
+                    raise _CallerError(exc) from exc
+                if self._nodes.closed:
+                    raise BackendUnavailableError(
+                        "client is closed", service=SERVICE, endpoint=endpoint, operation=op
+                    ) from exc
+                raise _mapped(exc, op, endpoint) from exc
+            node.checkin(client)
+            return result
+
+        ops = self._ops[index]
+        operation = ops.get(op)
+        if operation is None:  # run() with an operation outside the table: never retried
+            operation = ops[op] = self._operation(op, False, next(iter(ops.values())).bulkhead)
+        try:
+            return call(operation, self._breakers[index], attempt, timeout)
+        except _CallerError as err:
+            raise ValueError(f"memcache {op}: {err.exc}") from err.exc
+
+    # ---- operations --------------------------------------------------------------
+
+    def get(self, key: str | bytes, default: Any = None, *, timeout: float | None = None) -> Any:
+        """The value of ``key``, or ``default`` on a miss (or on failure with fail_open).
+
+        Raises:
+            ResilienceError: the call failed or was rejected (unless fail_open).
+            ValueError: an illegal key.
+        """
+        value = self._call("get", self._index(key), lambda c: c.get(key, _MISS), timeout)
+        return default if value is _MISS else value
+
+    def gets(self, key: str | bytes, *, timeout: float | None = None) -> tuple[Any, Any]:
+        """``(value, cas_token)`` of ``key``; ``(None, None)`` on a miss."""
+        result: tuple[Any, Any] = self._on("gets", key, lambda c: c.gets(key), timeout)
+        return result
+
+    def set(self, key: str | bytes, value: Any, expire: int = 0, *,
+            timeout: float | None = None) -> bool:
+        """Store ``value``; acknowledged by the server (True), never fire-and-forget."""
+        result: bool = self._on(
+            "set", key, lambda c: c.set(key, value, expire, noreply=False), timeout
+        )
+        return result
+
+    def add(self, key: str | bytes, value: Any, expire: int = 0, *,
+            timeout: float | None = None) -> bool:
+        """Store only if absent: True if stored, False if the key exists. Never retried."""
+        result: bool = self._on(
+            "add", key, lambda c: c.add(key, value, expire, noreply=False), timeout
+        )
+        return result
+
+    def replace(self, key: str | bytes, value: Any, expire: int = 0, *,
+                timeout: float | None = None) -> bool:
+        """Store only if present: True if stored, False if the key is absent."""
+        result: bool = self._on(
+            "replace", key, lambda c: c.replace(key, value, expire, noreply=False), timeout
+        )
+        return result
+
+    def cas(self, key: str | bytes, value: Any, cas: Any, expire: int = 0, *,
+            timeout: float | None = None) -> bool | None:
+        """Store if unchanged since ``gets``: True stored, False changed, None absent."""
+        result: bool | None = self._on(
+            "cas", key, lambda c: c.cas(key, value, cas, expire, noreply=False), timeout
+        )
+        return result
+
+    def delete(self, key: str | bytes, *, timeout: float | None = None) -> bool:
+        """Delete ``key``: True if it existed. A retried delete may report False."""
+        result: bool = self._on("delete", key, lambda c: c.delete(key, noreply=False), timeout)
+        return result
+
+    def incr(self, key: str | bytes, value: int = 1, *,
+             timeout: float | None = None) -> int | None:
+        """Add ``value`` to a counter; its new value, or None if absent. Never retried."""
+        result: int | None = self._on(
+            "incr", key, lambda c: c.incr(key, value, noreply=False), timeout
+        )
+        return result
+
+    def decr(self, key: str | bytes, value: int = 1, *,
+             timeout: float | None = None) -> int | None:
+        """Subtract ``value`` (floored at 0); the new value, or None. Never retried."""
+        result: int | None = self._on(
+            "decr", key, lambda c: c.decr(key, value, noreply=False), timeout
+        )
+        return result
+
+    def touch(self, key: str | bytes, expire: int = 0, *, timeout: float | None = None) -> bool:
+        """Reset the expiry of ``key``: True if it exists."""
+        result: bool = self._on(
+            "touch", key, lambda c: c.touch(key, expire, noreply=False), timeout
+        )
+        return result
+
+    def _on(self, op: str, key: str | bytes, fn: Callable[[Any], Any],
+            timeout: float | None) -> Any:
+        return self._call(op, self._index(key), fn, timeout)
+
+    def run(self, op: str, key: str | bytes, fn: Callable[[Any], T], *,
+            timeout: float | None = None) -> T:
+        """Run ``fn(client)`` (any pymemcache ``Client`` method) on the node owning ``key``.
+
+        ``op`` names the operation for errors, events and the idempotency table; an
+        operation missing from :data:`IDEMPOTENT` is treated as not idempotent (never
+        retried). Example: ``cache.run("append", key, lambda c: c.append(key, b"x",
+        noreply=False))``.
+        """
+        return self._call(op, self._index(key), fn, timeout)
+
+    # Multi-key operations: the fan-out over nodes lives in memcache_multi.py.
+
+    def get_many(self, keys: Iterable[Any], *, timeout: float | None = None) -> dict[Any, Any]:
+        """Values of the present ``keys``; see :func:`.memcache_multi.get_many`."""
+        return _multi.get_many(self, keys, timeout=timeout)
+
+    def gets_many(self, keys: Iterable[Any], *,
+                  timeout: float | None = None) -> dict[Any, tuple[Any, Any]]:
+        """``(value, cas)`` of the present ``keys``; see :func:`.memcache_multi.gets_many`."""
+        return _multi.gets_many(self, keys, timeout=timeout)
+
+    def set_many(self, values: Mapping[Any, Any], expire: int = 0, *,
+                 timeout: float | None = None) -> list[Any]:
+        """Store every value; keys not stored. See :func:`.memcache_multi.set_many`."""
+        return _multi.set_many(self, values, expire, timeout=timeout)
+
+    def delete_many(self, keys: Iterable[Any], *, timeout: float | None = None) -> bool:
+        """Delete every key; see :func:`.memcache_multi.delete_many`."""
+        return _multi.delete_many(self, keys, timeout=timeout)
+
+
+def _mapped(exc: BaseException, op: str, endpoint: str) -> BaseException:
+    if isinstance(exc, ResilienceError):
+        return exc
+    if isinstance(exc, MemcacheIllegalInputError):
+        return _CallerError(exc)
+    return ERRORS.translate(exc, service=SERVICE, endpoint=endpoint, operation=op)
+
+
+def _close_nodes(nodes: tuple[NodePool, ...]) -> None:
+    for node in nodes:
+        node.close()
+
+
+def _is_failure(exc: Exception) -> bool:
+    # A caller's bug says nothing about the node: the pipeline records a success.
+    return not isinstance(exc, _CallerError)
+
+
+_MISS: Any = object()
+_MISSES: dict[str, object] = {"get": _MISS, "gets": (None, None), "get_many": {},
+                              "gets_many": {}}
+
+

@@ -1,0 +1,146 @@
+"""Multi-key operations of :class:`~resilience.clients.memcache.Memcache`.
+
+Keys are grouped by the node that owns them and each group is one guarded call to that
+node, so each node's breaker, bulkhead and retry apply to its own share.
+
+Time: the whole operation has one deadline (``timeout`` or the default, shrunk by any
+ambient deadline). Nodes are asked one after another, and each gets a fair share of
+what remains: ``remaining / groups_left``. A hanging node therefore costs at most its
+share, and the nodes after it still get theirs; a healthy node answers in well under its
+share, leaving the rest to the next ones.
+
+Partial failure: every group is tried. With ``fail_open`` (reads only), keys of failed
+nodes are simply absent from the result (misses). Otherwise the first error is raised
+once all groups are done, carrying what did work, so a caller may use it:
+
+- ``err.partial``: for reads, the values found on the nodes that answered; for
+  ``set_many``, the keys those nodes did not store;
+- ``err.failed_keys``: the keys of the nodes that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from resilience.core.deadline import deadline
+from resilience.errors import ConfigError, ResilienceError
+
+if TYPE_CHECKING:
+    from resilience.clients.memcache import Memcache
+
+__all__ = ["delete_many", "get_many", "gets_many", "set_many"]
+
+K = TypeVar("K", str, bytes)
+R = TypeVar("R")
+
+
+def _groups(cache: Memcache, keys: Iterable[K]) -> dict[int, list[K]]:
+    groups: dict[int, list[K]] = {}
+    for key in keys:
+        groups.setdefault(cache._index(key), []).append(key)
+    return groups
+
+
+def _fan_out(
+    cache: Memcache,
+    op: str,
+    groups: Mapping[int, list[K]],
+    fn: Callable[[Any, list[K]], R],
+    merge: Callable[[R], None],
+    timeout: float | None,
+    fail_open: bool,
+) -> list[K]:
+    """Run ``fn(client, group)`` per node, merging results; return the failed keys."""
+    failed: list[K] = []
+    first: ResilienceError | None = None
+    total = cache.options.timeout if timeout is None else timeout
+    with deadline(total) as dl:
+        for n, (index, group) in enumerate(groups.items()):
+            share = (dl.at - _now()) / (len(groups) - n)
+            try:
+                merge(cache._call(op, index, _bind(fn, group), max(share, 0.0)))
+            except ConfigError:
+                raise
+            except ResilienceError as err:
+                failed.extend(group)
+                if first is None:
+                    first = err
+    if first is not None and not fail_open:
+        first.failed_keys = failed  # type: ignore[attr-defined]
+        raise first
+    return failed
+
+
+def _bind(fn: Callable[[Any, list[K]], R], group: list[K]) -> Callable[[Any], R]:
+    return lambda client: fn(client, group)
+
+
+def _now() -> float:
+    from resilience.core.clock import SYSTEM_CLOCK
+
+    return SYSTEM_CLOCK.monotonic()
+
+
+def get_many(cache: Memcache, keys: Iterable[K], *, timeout: float | None = None) -> dict[K, Any]:
+    """Values of the ``keys`` that are present (absent keys are misses).
+
+    Raises:
+        ResilienceError: a node failed (unless fail_open); ``.partial`` holds the values
+            from the nodes that answered, ``.failed_keys`` the keys not read.
+    """
+    found: dict[K, Any] = {}
+    try:
+        _fan_out(cache, "get_many", _groups(cache, keys), lambda c, g: c.get_many(g),
+                 found.update, timeout, cache.options.fail_open)
+    except ResilienceError as err:
+        err.partial = found  # type: ignore[attr-defined]
+        raise
+    return found
+
+
+def gets_many(cache: Memcache, keys: Iterable[K], *,
+              timeout: float | None = None) -> dict[K, tuple[Any, Any]]:
+    """``(value, cas)`` of the ``keys`` that are present; failures as in get_many."""
+    found: dict[K, tuple[Any, Any]] = {}
+    try:
+        _fan_out(cache, "gets_many", _groups(cache, keys), lambda c, g: c.gets_many(g),
+                 found.update, timeout, cache.options.fail_open)
+    except ResilienceError as err:
+        err.partial = found  # type: ignore[attr-defined]
+        raise
+    return found
+
+
+def set_many(cache: Memcache, values: Mapping[K, Any], expire: int = 0, *,
+             timeout: float | None = None) -> list[K]:
+    """Store every value (acknowledged); return the keys the server did not store.
+
+    Raises:
+        ResilienceError: a node failed; ``.partial`` lists the keys the other nodes did
+            not store, ``.failed_keys`` the keys of the failed nodes (state unknown).
+    """
+    not_stored: list[K] = []
+    groups = _groups(cache, values)
+
+    def store(client: Any, group: list[K]) -> list[K]:
+        return list(client.set_many({k: values[k] for k in group}, expire, noreply=False))
+
+    try:
+        _fan_out(cache, "set_many", groups, store, not_stored.extend, timeout, False)
+    except ResilienceError as err:
+        err.partial = not_stored  # type: ignore[attr-defined]
+        raise
+    return not_stored
+
+
+def delete_many(cache: Memcache, keys: Iterable[K], *, timeout: float | None = None) -> bool:
+    """Delete every key (acknowledged). True once every node answered.
+
+    Raises:
+        ResilienceError: a node failed; ``.failed_keys`` are the keys whose deletion is
+            unknown.
+    """
+    _fan_out(cache, "delete_many", _groups(cache, keys),
+             lambda c, g: c.delete_many(g, noreply=False), lambda _: None, timeout, False)
+    return True

@@ -1,0 +1,187 @@
+"""One memcached node: a pool of pymemcache clients whose sockets obey a deadline.
+
+How a call's budget reaches the socket
+--------------------------------------
+pymemcache keeps one socket per ``Client`` and reads it with ``sock.recv`` in a loop
+(``_readline``/``_readvalue``), so a per-socket timeout alone bounds each ``recv`` but not
+the call: a reply that trickles one byte at a time inside the timeout (slow drip) would
+run on. The sockets here are :class:`DeadlineSocket`, handed to pymemcache through its
+``socket_module`` argument. Before each call the node stores the call's absolute
+``deadline`` on the socket; every ``recv``/``sendall`` checks it and, only when the armed
+socket timeout no longer fits the remaining budget (within ``_SLACK``), re-arms it. On the
+healthy path the armed timeout already fits, so a call costs one clock read per
+``recv``, not a ``settimeout`` syscall.
+
+Connecting happens before the driver method runs, with ``min(connect_timeout,
+remaining)``; pymemcache then finds the socket connected.
+
+A client whose call raised anything is closed and dropped, never returned to the pool:
+after a timeout its stream may still deliver the old reply, which the next call would
+read as its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import types
+import weakref
+from typing import Any
+
+from pymemcache.client.base import Client
+
+__all__ = ["DeadlineSocket", "NodePool"]
+
+# Re-arm the socket timeout only when it is off the remaining budget by more than this.
+_SLACK = 0.002
+_monotonic = time.monotonic
+_INF = float("inf")
+
+
+class DeadlineSocket(socket.socket):
+    """A socket whose reads and writes end by ``deadline`` (absolute, monotonic).
+
+    ``deadline`` is infinite until a call sets it; ``armed`` is the socket timeout
+    currently set (seconds).
+    """
+
+    __slots__ = ("armed", "deadline")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = _INF
+        self.armed: float | None = None
+
+    def _fit(self) -> None:
+        deadline = self.deadline
+        if deadline == _INF:
+            return  # not in a call (pymemcache's own connect/close paths)
+        remaining = deadline - _monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline reached")
+        armed = self.armed
+        if armed is None or not remaining - _SLACK <= armed <= remaining + _SLACK:
+            super().settimeout(remaining)
+            self.armed = remaining
+
+    def settimeout(self, value: float | None) -> None:
+        super().settimeout(value)
+        self.armed = value
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._fit()
+        return super().recv(bufsize, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._fit()
+        super().sendall(data, flags)
+
+
+def _socket_module() -> types.ModuleType:
+    """A copy of :mod:`socket` whose ``socket`` class is :class:`DeadlineSocket`."""
+    module = types.ModuleType("resilience_deadline_socket")
+    module.__dict__.update(socket.__dict__)
+    module.socket = DeadlineSocket  # type: ignore[attr-defined]
+    return module
+
+
+SOCKET_MODULE = _socket_module()
+
+
+class NodePool:
+    """Idle pymemcache clients of one node, checked out one per call.
+
+    A checked-out client is never shared. ``checkout`` pops an idle client or makes a
+    new one (the bulkhead, not the pool, limits concurrency); ``checkin`` keeps at most
+    ``size`` idle clients. ``list.pop``/``append`` are atomic under the GIL, so the pool
+    takes no lock. In-flight clients are tracked so ``close()`` can shut their sockets
+    down, waking any call blocked on them.
+
+    Args:
+        host: node host (an IP address avoids an unbounded DNS lookup).
+        port: node port.
+        size: idle clients kept.
+        client_kwargs: extra ``pymemcache.client.base.Client`` arguments (serde, ...).
+    """
+
+    __slots__ = ("_all", "_closed", "_idle", "_kwargs", "_server", "size")
+
+    def __init__(self, host: str, port: int, size: int, client_kwargs: dict[str, Any]) -> None:
+        self._server = (host, port)
+        self.size = size
+        self._kwargs = client_kwargs
+        self._idle: list[Client] = []
+        self._all: weakref.WeakSet[Client] = weakref.WeakSet()
+        self._closed = False
+
+    def checkout(self, deadline: float, connect_timeout: float) -> Client:
+        """Return a connected client whose socket ends its I/O by ``deadline``.
+
+        Raises:
+            TimeoutError, OSError: connecting failed (the client is discarded).
+        """
+        try:
+            client = self._idle.pop()
+        except IndexError:
+            client = Client(
+                self._server,
+                connect_timeout=connect_timeout,
+                timeout=connect_timeout,
+                socket_module=SOCKET_MODULE,
+                default_noreply=False,
+                **self._kwargs,
+            )
+            self._all.add(client)
+        sock = client.sock
+        if sock is None:
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                self.discard(client)
+                raise TimeoutError("deadline reached before connecting")
+            client.connect_timeout = min(connect_timeout, remaining)
+            client.timeout = remaining
+            try:
+                client._connect()
+            except BaseException:
+                self.discard(client)
+                raise
+            sock = client.sock
+            if self._closed:  # close() ran while we connected: do not leak the socket
+                self.discard(client)
+                raise ConnectionAbortedError("client closed while connecting")
+        sock.deadline = deadline
+        return client
+
+    def checkin(self, client: Client) -> None:
+        """Return a client whose call succeeded; it is kept if there is room."""
+        if not self._closed and len(self._idle) < self.size:
+            self._idle.append(client)
+        else:
+            client.close()
+
+    def discard(self, client: Client) -> None:
+        """Close and forget a client whose call failed (its stream may be out of step)."""
+        client.close()
+
+    def close(self) -> None:
+        """Close idle clients and shut down in-flight sockets so blocked calls wake."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
+        for client in list(self._all):
+            sock = client.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):  # already closed or never connected
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def idle_count(self) -> int:
+        """Idle clients held (for tests and stats)."""
+        return len(self._idle)
+
+    @property
+    def open_count(self) -> int:
+        """Clients alive with an open socket (idle or in use), for leak tests."""
+        return sum(1 for c in list(self._all) if c.sock is not None)
