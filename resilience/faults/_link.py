@@ -43,6 +43,7 @@ class _Flow:
         self.states: dict[str, dict[str, Any]] = {}
         self.queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(_QUEUE)
         self.done = False
+        self.busy = False  # the writer is handling a chunk (order: never overtake it)
 
     def now(self) -> float:
         return time.monotonic()
@@ -70,30 +71,49 @@ class _Flow:
     def call_later(self, owner: str, seconds: float, fn: Callable[[], None]) -> None:
         self.link.call_later(owner, seconds, fn)
 
-    async def read_loop(self) -> None:
+    async def read_loop(self, toxics: Callable[[], Iterable[Toxic]]) -> None:
         loop = self.link.loop
         while True:
             data = await loop.sock_recv(self.src, _CHUNK)
             self.link.stats.add_seen(self.direction, len(data))
+            if data and not self.busy and self.queue.empty() and not self._toxic(toxics):
+                # Healthy fast path: nothing queued, nothing being written, no toxic:
+                # forward from here, saving a hop through the writer task.
+                await self.write(data)
+                continue
             await self.queue.put((time.monotonic(), data))
             if not data:
                 return
 
+    def _toxic(self, toxics: Callable[[], Iterable[Toxic]]) -> bool:
+        """Does any toxic currently apply to this direction of this link?"""
+        return any(t.direction == self.direction and self.link.active(t) for t in toxics())
+
     async def write_loop(self, toxics: Callable[[], Iterable[Toxic]]) -> None:
         while not self.link.closed:
             self.arrived, data = await self.queue.get()
+            self.busy = True
+            try:
+                await self._process(data, toxics)
+            finally:
+                self.busy = False
             if not data:
-                await self._end(toxics)
                 return
-            for toxic in toxics():
-                if toxic.direction != self.direction or not self.link.active(toxic):
-                    continue
-                self.state = self.states.setdefault(toxic.name, {})
-                data = await toxic.pipe(data, self)
-                if not data or self.link.closed:
-                    break
-            if data and not self.link.closed:
-                await self.write(data)
+
+    async def _process(self, data: bytes, toxics: Callable[[], Iterable[Toxic]]) -> None:
+        """Run one chunk through this direction's active toxics and send what is left."""
+        if not data:
+            await self._end(toxics)
+            return
+        for toxic in toxics():
+            if toxic.direction != self.direction or not self.link.active(toxic):
+                continue
+            self.state = self.states.setdefault(toxic.name, {})
+            data = await toxic.pipe(data, self)
+            if not data or self.link.closed:
+                break
+        if data and not self.link.closed:
+            await self.write(data)
 
     async def _end(self, toxics: Callable[[], Iterable[Toxic]]) -> None:
         """End of stream from ``src``: hold it while a holds_eof toxic is active, delay
@@ -167,7 +187,7 @@ class _Link:
 
     def start(self, toxics: Callable[[], Iterable[Toxic]]) -> None:
         for flow in self.flows:
-            self.tasks.append(self.loop.create_task(self._guard(flow.read_loop())))
+            self.tasks.append(self.loop.create_task(self._guard(flow.read_loop(toxics))))
             self.tasks.append(self.loop.create_task(self._guard(flow.write_loop(toxics))))
 
     async def _guard(self, coro: Any) -> None:
