@@ -121,7 +121,7 @@ def test_a_bulkhead_wait_ends_at_the_deadline() -> None:
 
 async def test_an_async_bulkhead_wait_ends_at_the_deadline() -> None:
     bulkhead = BulkheadOptions(max_concurrent=1, max_wait=30.0)
-    policy = Policy("db", timeout=0.05, bulkhead=bulkhead)
+    policy = Policy("db", timeout=0.05, bulkhead=bulkhead, cancel_at_deadline=False)
     release = asyncio.Event()
     holder = asyncio.create_task(policy.acall(asyncio.wait_for, release.wait(), 5))
     await asyncio.sleep(0.01)
