@@ -197,6 +197,11 @@ class Memcache:
         # One retry policy (and so one retry budget) for the whole dependency; one
         # bulkhead per node, so a hung node cannot take the permits of healthy ones.
         self._retry = RetryPolicy(opts.retry)
+        if opts.retry.attempts > 1:
+            # The core imports tenacity on the first retry; that import (tornado and
+            # asyncio with it) takes 40-100 ms here and would land inside the first
+            # failing call's deadline. Pay it now, at construction, instead.
+            import tenacity  # noqa: F401
         self._ops: tuple[dict[str, Operation], ...] = tuple(
             {name: self._operation(name, flag, bulkhead) for name, flag in IDEMPOTENT.items()}
             for bulkhead in (make_bulkhead(opts.bulkhead) for _ in self._endpoints)

@@ -1,0 +1,71 @@
+"""Fixtures of the client tests: wrappers bound to the harness's real servers."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilience.clients.memcache import Memcache
+
+# Fast-reacting settings for tests: a 100 ms budget, a breaker that judges after 4 calls
+# and reopens for 200 ms, so open -> half-open -> closed fits in a test.
+FAST: dict[str, Any] = {
+    "timeout": 0.1,
+    "connect_timeout": 0.1,
+    "breaker_minimum_calls": 4,
+    "breaker_window_size": 4,
+    "breaker_open_duration": 0.2,
+    "breaker_max_open_duration": 0.2,
+    "breaker_jitter": 0.0,
+    "environ": {},
+}
+
+
+@pytest.fixture
+def make_cache() -> Iterator[Callable[..., Memcache]]:
+    """Factory: ``make_cache(["h:p"], **options)`` -> Memcache with FAST defaults, closed
+    after the test."""
+    made: list[Memcache] = []
+
+    def make(servers: list[str], **options: Any) -> Memcache:
+        cache = Memcache(servers, **{**FAST, **options})
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        cache.close()
+
+
+@pytest.fixture
+def memcached_in_netns(netns: Callable[..., Any], tmp_path: Path) -> Iterator[Any]:
+    """A memcached node running inside a fresh network namespace (``.host`` is the
+    namespace's address), for the firewall faults; the namespace dies after the test."""
+    from resilience.servers.memcached import Memcached
+
+    ns = netns()
+
+    class InNamespace(Memcached):
+        def command(self) -> list[str]:
+            return ["ip", "netns", "exec", ns.name, *super().command()]
+
+    server = InNamespace(tmp_path / "memcached-ns")
+    server.host = ns.ns_ip
+    server.start(timeout=10.0)
+    server.namespace = ns  # type: ignore[attr-defined]
+    yield server
+    server.kill()
+
+
+def open_fds() -> int:
+    """File descriptors open in this process now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def thread_count() -> int:
+    return threading.active_count()
