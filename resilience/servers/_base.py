@@ -57,6 +57,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from resilience.servers._ports import port_is_free
+
 __all__ = [
     "SERVERS",
     "Cluster",
@@ -69,6 +71,7 @@ __all__ = [
     "process_start_time",
     "read_rss_bytes",
     "signal_group",
+    "wait_group_stopped",
 ]
 
 LOG_TAIL_LINES = 40
@@ -152,6 +155,50 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+def _group_pids(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (scans /proc)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_group_stopped(pgid: int, timeout: float = 2.0) -> bool:
+    """Wait until every thread of every process in group ``pgid`` is stopped (state T).
+
+    ``kill(SIGSTOP)`` returns before a thread busy on another CPU has stopped: without
+    this wait a request sent right after ``freeze()`` may still be served.
+    """
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(_threads_stopped(pid) for pid in _group_pids(pgid)):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def _threads_stopped(pid: int) -> bool:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True  # gone
+    for tid in tasks:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 def _group_alive(pgid: int) -> bool:
     """True while a process of group ``pgid`` exists that is not a zombie.
 
@@ -164,16 +211,7 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+    return bool(_group_pids(pgid))
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -345,6 +383,13 @@ class Server:
         if self.is_running():
             raise self.error("already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # A taken port must fail here: otherwise the probe may reach whoever holds it and
+        # report this server ready while it died on "address already in use".
+        taken = [
+            f"{k}={p}" for k, p in self.ports.items() if p > 0 and not port_is_free(p, self.host)
+        ]
+        if taken:
+            raise self.error(f"port already in use on {self.host}: {', '.join(taken)}")
         self.prepare()
         cmd = self.command()
         self.started_at = time.monotonic()
@@ -437,8 +482,11 @@ class Server:
         """SIGSTOP the process group: the kernel still accepts connections, nobody answers."""
         if not self.is_running():
             raise self.error("cannot freeze: not running")
-        signal_group(self._proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+        pgid = self._proc.pid  # type: ignore[union-attr]
+        signal_group(pgid, signal.SIGSTOP)
         self.frozen = True
+        if not wait_group_stopped(pgid):
+            raise self.error("SIGSTOP sent but some threads still run after 2 s")
 
     def thaw(self) -> None:
         """SIGCONT the process group after :meth:`freeze`."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from resilience.servers._base import (
@@ -144,6 +145,12 @@ class ZooKeeperEnsemble(Cluster):
     """A ZooKeeper ensemble; :attr:`hosts` is the connection string for clients."""
 
     members: list[ZooKeeper]  # type: ignore[assignment]
+
+    def __iter__(self) -> Iterator[ZooKeeper]:
+        return iter(self.members)
+
+    def __getitem__(self, index: int) -> ZooKeeper:
+        return self.members[index]
 
     @property
     def hosts(self) -> str:
