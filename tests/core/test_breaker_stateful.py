@@ -1,0 +1,194 @@
+"""Stateful property test: the breaker against a tiny reference model (count window).
+
+Hypothesis drives random sequences of acquire / success / failure / slow outcome /
+release / time advance / manual actions on both; after every step the state, the
+admission decisions, the retry_after, the transitions heard by a listener and (while
+CLOSED) the window counts must agree.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from resilience.config import BreakerOptions
+from resilience.core.breaker import BreakerState, CircuitBreaker
+
+
+@dataclass
+class Model:
+    """The breaker's rules written as plainly as possible (a list for the window)."""
+
+    o: BreakerOptions
+    rng: random.Random
+    state: str = "closed"
+    gen: int = 0
+    window: list[tuple[bool, bool]] = field(default_factory=list)  # (failed, slow)
+    interval: float = 0.0
+    open_until: float = 0.0
+    probes_out: set[int] = field(default_factory=set)
+    probe_ok: int = 0
+    probe_slow: int = 0
+    next_id: int = 0
+    heard: list[tuple[str, str]] = field(default_factory=list)
+
+    def enter(self, state: str) -> None:
+        if state != self.state:
+            self.heard.append((self.state, state))
+        self.state, self.gen = state, self.gen + 1
+        self.probes_out, self.probe_ok, self.probe_slow = set(), 0, 0
+        if state == "closed":
+            self.window, self.interval = [], self.o.open_duration
+
+    def open(self, now: float, grow: bool) -> None:
+        if grow:
+            self.interval = min(self.interval * self.o.open_backoff, self.o.max_open_duration)
+        jitter = self.interval * self.o.jitter * self.rng.random() if self.o.jitter else 0.0
+        self.open_until = now + self.interval + jitter
+        self.enter("open")
+
+    def tick(self, now: float) -> None:
+        if self.state == "open" and now >= self.open_until:
+            self.enter("half_open")
+
+    def acquire(self, now: float) -> tuple[str, int, int] | None:
+        self.tick(now)
+        if self.state in ("closed", "forced_closed", "disabled"):
+            return (self.state, self.gen, -1)
+        if (
+            self.state == "half_open"
+            and len(self.probes_out) + self.probe_ok < self.o.half_open_probes
+        ):
+            self.next_id += 1
+            self.probes_out.add(self.next_id)
+            return ("probe", self.gen, self.next_id)
+        return None
+
+    def outcome(self, token: tuple[str, int, int], now: float, failed: bool, slow: bool) -> None:
+        kind, gen, pid = token
+        if gen != self.gen:
+            return
+        if kind == "closed":
+            self.window = [*self.window, (failed, slow)][-self.o.window_size :]
+            n = len(self.window)
+            fails = sum(f for f, _ in self.window)
+            slows = sum(s for _, s in self.window)
+            if (
+                (failed or slow)
+                and n >= min(self.o.minimum_calls, self.o.window_size)
+                and (fails / n >= self.o.failure_rate or slows / n >= self.o.slow_call_rate)
+            ):
+                self.open(now, grow=False)
+        elif kind == "probe" and pid in self.probes_out:
+            self.probes_out.remove(pid)
+            if failed:
+                return self.open(now, grow=True)
+            self.probe_ok += 1
+            self.probe_slow += slow
+            if self.probe_ok == self.o.half_open_probes:
+                n = self.o.half_open_probes
+                if self.probe_slow / n >= self.o.slow_call_rate:
+                    self.open(now, grow=True)
+                else:
+                    self.enter("closed")
+
+    def release(self, token: tuple[str, int, int]) -> None:
+        if token[0] == "probe" and token[1] == self.gen:
+            self.probes_out.discard(token[2])
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 100.0
+        self.calls: list[tuple[object, tuple[str, int, int]]] = []
+        self.heard: list[tuple[str, str]] = []
+
+    @initialize(
+        window_size=st.integers(1, 6),
+        minimum_calls=st.integers(1, 8),
+        failure_rate=st.sampled_from([0.2, 0.5, 1.0]),
+        slow_call_rate=st.sampled_from([0.3, 0.5, 1.0]),
+        half_open_probes=st.integers(1, 3),
+        jitter=st.sampled_from([0.0, 0.5]),
+        seed=st.integers(0, 1000),
+    )
+    def setup(self, seed: int, **kw: Any) -> None:
+        o = BreakerOptions(
+            open_duration=1.0,
+            max_open_duration=5.0,
+            open_backoff=2.0,
+            slow_call_duration=1.0,
+            **kw,
+        )
+        self.b = CircuitBreaker(o, name="m", rng=random.Random(seed))
+        self.b.add_listener(lambda _b, old, new, _n: self.heard.append((old.value, new.value)))
+        self.m = Model(o, random.Random(seed), interval=o.open_duration)
+
+    @rule()
+    def acquire(self) -> None:
+        permit, token = self.b.acquire(self.now), self.m.acquire(self.now)
+        assert (permit is None) == (token is None), (self.m.state, token)
+        if permit is not None and token is not None:
+            self.calls.append((permit, token))
+
+    @precondition(lambda self: self.calls)
+    @rule(i=st.integers(0, 100), failed=st.booleans(), slow=st.booleans())
+    def finish(self, i: int, failed: bool, slow: bool) -> None:
+        permit, token = self.calls.pop(i % len(self.calls))
+        duration = 1.0 if slow else 0.0  # exactly slow_call_duration counts as slow
+        (self.b.on_failure if failed else self.b.on_success)(permit, self.now, duration)
+        self.m.outcome(token, self.now, failed, slow)
+
+    @precondition(lambda self: self.calls)
+    @rule(i=st.integers(0, 100))
+    def release(self, i: int) -> None:
+        permit, token = self.calls.pop(i % len(self.calls))
+        self.b.release(permit)
+        self.m.release(token)
+
+    @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 6.0]))
+    def advance(self, dt: float) -> None:
+        self.now += dt
+
+    @rule(action=st.sampled_from(["force_open", "force_closed", "disable", "reset"]))
+    def manual(self, action: str) -> None:
+        getattr(self.b, action)(self.now)
+        target = {"force_open": "forced_open", "force_closed": "forced_closed"}.get(action)
+        if action == "reset":
+            self.m.interval = self.m.o.open_duration
+            self.m.enter("closed")
+        else:
+            new = target or "disabled"
+            if self.m.state != new:
+                self.m.enter(new)
+
+    @invariant()
+    def agrees_with_the_model(self) -> None:
+        self.m.tick(self.now)
+        assert self.b.state(self.now) is BreakerState(self.m.state)
+        assert self.heard == self.m.heard
+        expect_retry = max(0.0, self.m.open_until - self.now) if self.m.state == "open" else 0.0
+        assert abs(self.b.retry_after(self.now) - expect_retry) < 1e-9
+        if self.m.state == "closed":
+            snap = self.b.snapshot(self.now)
+            w = self.m.window
+            assert (snap["calls"], snap["failures"], snap["slow_calls"]) == (
+                len(w),
+                sum(f for f, _ in w),
+                sum(s for _, s in w),
+            )
+
+
+BreakerMachine.TestCase.settings = settings(
+    max_examples=300,
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestBreakerAgainstModel = BreakerMachine.TestCase
