@@ -165,8 +165,10 @@ class FaultProxy:
     def stop(self) -> None:
         """Close the listener and every connection, stop the thread. Bounded; idempotent."""
         loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        if loop is None:
             return
+        if thread is None:
+            raise RuntimeError(f"{self!r} runs on a caller's event loop: use astop()")
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             asyncio.run_coroutine_threadsafe(self._astop(), loop).result(self.op_timeout)
         loop.call_soon_threadsafe(loop.stop)
@@ -203,7 +205,7 @@ class FaultProxy:
             self._listen_now()
 
     async def _astop(self) -> None:
-        self._unlisten()
+        self._unlisten(drain=False)
         for link in list(self._links):
             link.close()
         for task in list(self._pending):
@@ -235,15 +237,15 @@ class FaultProxy:
         self._sock.listen(128)
         self._accept_task = self._loop.create_task(self._accept_loop(self._sock))
 
-    def _unlisten(self) -> None:
+    def _unlisten(self, drain: bool = True) -> None:
         if self._accept_task is not None:
             self._accept_task.cancel()
             self._accept_task = None
             # Connections the kernel completed but we have not accepted yet would be
             # reset by closing the listener; their clients think they are connected,
-            # so take them in first.
+            # so take them in first (not when stopping: then everything closes).
             assert self._sock is not None
-            while True:
+            while drain:
                 try:
                     client, _ = self._sock.accept()
                 except OSError:
@@ -277,12 +279,15 @@ class FaultProxy:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 await loop.sock_connect(up, self.upstream)
-        except (OSError, TimeoutError):
-            # The upstream is down: the client sees its connection closed at once.
+        except BaseException as exc:
+            # The upstream is down (or we are stopping): the client sees its connection
+            # closed at once.
             _close_socket(loop, up, reset=False)
             _close_socket(loop, client, reset=False)
             self._stats.closed += 1
-            return
+            if isinstance(exc, OSError | TimeoutError):
+                return
+            raise
         link = _Link(loop, client, up, self.rng, self._stats, self._on_close)
         self._links.add(link)
         for toxic in list(self._toxics.values()):

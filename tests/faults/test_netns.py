@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -178,6 +179,9 @@ def test_teardown_removes_namespace_veth_and_rules() -> None:
     ns.close()
     found = netns.leftovers()
     assert name not in found["namespaces"] and link not in found["links"]
+    host_rules = subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout
+    assert f"--dport {PORT}" not in host_rules  # rules only ever live in the namespace
 
 
 def test_proxy_may_forward_into_our_namespace(server: tuple[str, int]) -> None:
@@ -189,8 +193,6 @@ def test_proxy_may_forward_into_our_namespace(server: tuple[str, int]) -> None:
 
 
 def test_leftovers_of_a_dead_process_are_cleaned_up() -> None:
-    import subprocess
-
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True, timeout=10)
     pid = int(dead.stdout)

@@ -110,3 +110,24 @@ async def test_async_proxy_runs_on_the_current_loop(echo: EchoServer) -> None:
         writer.write(b"back")
         assert await asyncio.wait_for(reader.readexactly(4), 2) == b"back"
         writer.close()
+
+
+async def test_sync_stop_of_an_async_proxy_says_to_use_astop(echo: EchoServer) -> None:
+    async with FaultProxy(echo.address) as p:
+        with pytest.raises(RuntimeError, match="astop"):
+            p.stop()
+
+
+def test_stop_with_connections_still_connecting_upstream_is_bounded() -> None:
+    from resilience.faults.blackhole import ConnectBlackhole
+
+    with ConnectBlackhole() as hole:
+        p = FaultProxy(hole.address, connect_timeout=30).start()
+        clients = [socket.create_connection(p.address, timeout=1) for _ in range(3)]
+        assert p.wait_until(lambda c: c.accepted == 3)
+        t0 = time.monotonic()
+        p.stop()
+        assert time.monotonic() - t0 < 1.0
+        for c in clients:
+            assert c.recv(1) == b""
+            c.close()
