@@ -117,14 +117,26 @@ class MemcachedBench:
     ) -> RunningServer:
         from resilience.servers.memcached import Memcached
 
+        listen = self._host
+        self._host = "127.0.0.1"
+
         class _Node(Memcached):
             def command(self) -> list[str]:
                 cmd = super().command()
+                cmd[cmd.index("-l") + 1] = listen
                 return wrap_command(cmd) if wrap_command is not None else cmd
 
+            def spawn(self) -> None:
+                # The harness checks the port by binding host:port here; a namespace's
+                # address does not exist in this namespace, so check loopback instead.
+                self.host = "127.0.0.1"
+                try:
+                    super().spawn()
+                finally:
+                    self.host = listen
+
         server = _Node(Path(work_dir), name="memcached-bench")
-        server.host = self._host
-        self._host = "127.0.0.1"
+        server.host = listen
         server.start(timeout=15.0)
         try:
             with socket.create_connection((server.host, server.port), timeout=2.0) as sock:

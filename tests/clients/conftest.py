@@ -52,7 +52,19 @@ def memcached_in_netns(netns: Callable[..., Any], tmp_path: Path) -> Iterator[An
 
     class InNamespace(Memcached):
         def command(self) -> list[str]:
-            return ["ip", "netns", "exec", ns.name, *super().command()]
+            cmd = super().command()
+            cmd[cmd.index("-l") + 1] = ns.ns_ip  # spawn() runs this with host on loopback
+            return ["ip", "netns", "exec", ns.name, *cmd]
+
+        def spawn(self) -> None:
+            # The harness checks the port is free by binding host:port in *this*
+            # namespace, where the namespace's address does not exist; the port is
+            # fresh inside the new namespace anyway, so check loopback instead.
+            self.host = "127.0.0.1"
+            try:
+                super().spawn()
+            finally:
+                self.host = ns.ns_ip
 
     server = InNamespace(tmp_path / "memcached-ns")
     server.host = ns.ns_ip

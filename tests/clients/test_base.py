@@ -18,7 +18,12 @@ class Thing:
 
 def test_construction_builds_nothing_and_first_get_builds_once() -> None:
     built: list[Thing] = []
-    lazy = LazyDriver(lambda: built.append(Thing()) or built[-1], lambda t: None, service="x")
+
+    def factory() -> Thing:
+        built.append(Thing())
+        return built[-1]
+
+    lazy = LazyDriver(factory, lambda t: None, service="x")
     assert built == [] and lazy.peek() is None
     assert lazy.get() is lazy.get()
     assert len(built) == 1
