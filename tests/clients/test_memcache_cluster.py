@@ -1,0 +1,123 @@
+"""Three memcached nodes: one failing node is ejected by its own breaker, the others
+serve at normal speed, and traffic returns to the node once it is healthy."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from resilience.clients.memcache import Memcache
+from resilience.core.breaker import BreakerState
+from resilience.errors import BackendError, CircuitOpenError, ResilienceError
+
+KEYS = [f"key:{i}" for i in range(60)]
+
+
+def _by_node(cache: Memcache) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for key in KEYS:
+        groups.setdefault(cache.node_for(key), []).append(key)
+    return groups
+
+
+def _latency(fn: Callable[[], Any], n: int = 30) -> float:
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def test_keys_are_spread_over_all_three_nodes(memcached_cluster: Any,
+                                              make_cache: Callable[..., Memcache]) -> None:
+    cache = make_cache(memcached_cluster.addresses)
+    assert set(_by_node(cache)) == set(memcached_cluster.addresses)
+    cache.set_many({k: k.encode() for k in KEYS})
+    assert cache.get_many(KEYS) == {k: k.encode() for k in KEYS}
+
+
+def test_one_frozen_node_is_ejected_while_the_others_serve_at_normal_speed(
+        memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
+    cache = make_cache(memcached_cluster.addresses)
+    cache.set_many({k: b"v" for k in KEYS})
+    groups = _by_node(cache)
+    frozen = memcached_cluster.members[0]
+    bad_keys = groups[frozen.address]
+    good_keys = [k for a, ks in groups.items() if a != frozen.address for k in ks]
+    healthy = _latency(lambda: cache.get(good_keys[0]))
+
+    frozen.freeze()
+    try:
+        for key in bad_keys[:6]:  # fail within the deadline until the breaker opens
+            start = time.monotonic()
+            with pytest.raises(ResilienceError):
+                cache.get(key)
+            assert time.monotonic() - start < 0.1 + 0.25
+        assert cache.breaker(frozen.address).state(time.monotonic()) is BreakerState.OPEN
+        start = time.monotonic()
+        with pytest.raises(CircuitOpenError):
+            cache.get(bad_keys[0])
+        assert time.monotonic() - start < 0.01
+        during = _latency(lambda: [cache.get(k) for k in good_keys[:3]]) / 3
+        assert during < max(10 * healthy, 0.005), (healthy, during)
+        for key in good_keys:
+            assert cache.get(key) == b"v"
+    finally:
+        frozen.thaw()
+    time.sleep(0.3)  # open interval passes; the next call to the node is the probe
+    assert cache.get(bad_keys[0]) == b"v"
+    assert cache.breaker(frozen.address).state(time.monotonic()) is BreakerState.CLOSED
+    assert all(cache.get(k) == b"v" for k in bad_keys)
+
+
+def test_get_many_with_a_frozen_node_returns_partial_results_within_the_deadline(
+        memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
+    cache = make_cache(memcached_cluster.addresses, retry_attempts=1)
+    cache.set_many({k: b"v" for k in KEYS})
+    groups = _by_node(cache)
+    frozen = memcached_cluster.members[1]
+    good = {k for a, ks in groups.items() if a != frozen.address for k in ks}
+    frozen.freeze()
+    try:
+        start = time.monotonic()
+        with pytest.raises(BackendError) as info:
+            cache.get_many(KEYS)
+        assert time.monotonic() - start < 0.1 + 0.25
+        assert set(info.value.partial) == good  # type: ignore[attr-defined]
+        assert set(info.value.failed_keys) == set(groups[frozen.address])  # type: ignore[attr-defined]
+    finally:
+        frozen.thaw()
+
+
+def test_get_many_fail_open_skips_the_failed_node(memcached_cluster: Any,
+                                                 make_cache: Callable[..., Memcache]) -> None:
+    cache = make_cache(memcached_cluster.addresses, fail_open=True)
+    cache.set_many({k: b"v" for k in KEYS})
+    groups = _by_node(cache)
+    dead = memcached_cluster.members[2]
+    dead.kill()
+    found = cache.get_many(KEYS)
+    assert set(found) == {k for a, ks in groups.items() if a != dead.address for k in ks}
+
+
+def test_a_killed_node_fails_fast_and_the_others_are_untouched(
+        memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
+    cache = make_cache(memcached_cluster.addresses)
+    cache.set_many({k: b"v" for k in KEYS})
+    groups = _by_node(cache)
+    dead = memcached_cluster.members[0]
+    dead.kill()
+    for key in groups[dead.address][:5]:
+        start = time.monotonic()
+        with pytest.raises(ResilienceError):
+            cache.get(key)
+        assert time.monotonic() - start < 0.1
+    for address, keys in groups.items():
+        if address != dead.address:
+            assert cache.breaker(address).state(time.monotonic()) is BreakerState.CLOSED
+            assert all(cache.get(k) == b"v" for k in keys)
