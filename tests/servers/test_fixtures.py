@@ -1,0 +1,158 @@
+"""The pytest fixtures: skip or fail by RESILIENCE_REQUIRE_SERVERS, session reuse and healing.
+
+Skip-versus-fail is checked in a child pytest run, with a registered server named
+``ghost`` (a real memcached underneath) whose installed state the child controls.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pymemcache.client.base import Client
+
+from resilience.servers._base import Cluster, Server
+from resilience.testing._server_fixtures import required_servers
+
+GHOST_MODULE = """
+from resilience.servers._base import ServerSpec
+from resilience.servers.memcached import Memcached
+
+INSTALLED = {installed}
+
+def create(work):
+    return Memcached(work, name="ghost", threads={threads})
+
+SPEC = ServerSpec(name="ghost", description="test double", install=lambda: "",
+                  is_installed=lambda: INSTALLED, create=create, start_timeout=5.0)
+"""
+
+CONFTEST = """
+import sys
+sys.path.insert(0, {here!r})
+from resilience.servers._base import SERVERS
+SERVERS["ghost"] = "ghost_spec:SPEC"
+"""
+
+TESTS = """
+def test_one(real_server):
+    real_server("ghost")
+
+def test_two(real_server):
+    real_server("ghost")
+"""
+
+
+def _child_pytest(tmp_path: Path, *, installed: bool, threads: int, require: str | None) -> str:
+    (tmp_path / "ghost_spec.py").write_text(
+        GHOST_MODULE.format(installed=installed, threads=threads)
+    )
+    (tmp_path / "conftest.py").write_text(CONFTEST.format(here=str(tmp_path)))
+    (tmp_path / "test_ghost.py").write_text(TESTS)
+    env = {k: v for k, v in os.environ.items() if k != "RESILIENCE_REQUIRE_SERVERS"}
+    if require is not None:
+        env["RESILIENCE_REQUIRE_SERVERS"] = require
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rsfE",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def test_missing_server_skips_with_the_install_command(tmp_path: Path) -> None:
+    """Without RESILIENCE_REQUIRE_SERVERS a missing server skips, naming how to install it."""
+    out = _child_pytest(tmp_path, installed=False, threads=2, require=None)
+    assert "2 skipped" in out
+    assert "python -m resilience servers install ghost" in out
+
+
+@pytest.mark.parametrize("require", ["1", "memcached,ghost"])
+def test_missing_required_server_fails(tmp_path: Path, require: str) -> None:
+    """When the server is required (all, or by name) a missing one fails the test instead."""
+    out = _child_pytest(tmp_path, installed=False, threads=2, require=require)
+    assert "2 failed" in out
+    assert "RESILIENCE_REQUIRE_SERVERS requires ghost" in out
+
+
+def test_requiring_other_servers_still_skips_this_one(tmp_path: Path) -> None:
+    """A comma list that does not name the server leaves it skippable."""
+    out = _child_pytest(tmp_path, installed=False, threads=2, require="memcached,nsq")
+    assert "2 skipped" in out
+
+
+def test_installed_server_that_cannot_start_fails_once_per_session(tmp_path: Path) -> None:
+    """A broken installed server fails every test that needs it, with its log, started only once."""
+    out = _child_pytest(tmp_path, installed=True, threads=0, require=None)
+    assert "2 failed" in out
+    assert "Number of threads must be greater than 0" in out
+    assert out.count("ghost: exited with status 1") >= 2  # the same cached failure
+
+
+def test_installed_server_serves_the_session(tmp_path: Path) -> None:
+    """An installed server is started once and both tests pass."""
+    out = _child_pytest(tmp_path, installed=True, threads=2, require="1")
+    assert "2 passed" in out
+
+
+def test_required_servers_parsing() -> None:
+    """1/all mean every server, empty/0 none, otherwise a comma list of known names."""
+    assert required_servers({"RESILIENCE_REQUIRE_SERVERS": "1"}) >= {"memcached", "cassandra"}
+    assert required_servers({"RESILIENCE_REQUIRE_SERVERS": "all"}) >= {"nsq", "opensearch"}
+    assert required_servers({}) == frozenset()
+    assert required_servers({"RESILIENCE_REQUIRE_SERVERS": "0"}) == frozenset()
+    assert required_servers({"RESILIENCE_REQUIRE_SERVERS": " memcached, nsq "}) == {
+        "memcached", "nsq"
+    }  # fmt: skip
+
+
+def test_required_servers_rejects_unknown_names() -> None:
+    """An unknown name is an error naming the variable and the known servers."""
+    with pytest.raises(ValueError, match=r"RESILIENCE_REQUIRE_SERVERS='redis'.*memcached"):
+        required_servers({"RESILIENCE_REQUIRE_SERVERS": "redis"})
+
+
+def test_real_server_heals_a_frozen_or_killed_session_server(
+    real_server: Callable[[str], Server | Cluster],
+) -> None:
+    """real_server thaws a frozen member and restarts a killed one on the same port."""
+    server = real_server("memcached")
+    assert isinstance(server, Server)
+    server.freeze()
+    assert real_server("memcached") is server and not server.frozen
+    port = server.port
+    server.kill()
+    assert real_server("memcached") is server and server.is_running() and server.port == port
+    client = Client((server.host, server.port), connect_timeout=1, timeout=1)
+    try:
+        assert client.set("k", b"v", noreply=False) and client.get("k") == b"v"
+    finally:
+        client.close()
+
+
+def test_memcached_fixture_gives_each_test_a_fresh_node(memcached: Server) -> None:
+    """The function-scoped memcached starts empty."""
+    client = Client((memcached.host, memcached.port), connect_timeout=1, timeout=1)
+    try:
+        assert client.stats()[b"curr_items"] == 0
+    finally:
+        client.close()
