@@ -82,8 +82,8 @@ SERVERS: dict[str, str] = {
     "zookeeper": "resilience.servers.zookeeper:SPEC",
     "nsq": "resilience.servers.nsq:SPEC",
     "cassandra": "resilience.servers.cassandra:SPEC",
-    "elasticsearch": "resilience.servers.elastic:ELASTICSEARCH",
-    "opensearch": "resilience.servers.elastic:OPENSEARCH",
+    "elasticsearch": "resilience.servers.elasticsearch:SPEC",
+    "opensearch": "resilience.servers.opensearch:SPEC",
 }
 
 
