@@ -22,49 +22,44 @@ States and transitions::
     FORCED_OPEN    force_open(): reject everything
     FORCED_CLOSED  force_closed(): admit everything, record nothing
     DISABLED       disable(), or options.enabled=False: like FORCED_CLOSED
-    reset()        back to CLOSED (DISABLED if options.enabled is False), empty window,
-                   open interval back to open_duration
+    reset()        back to CLOSED (DISABLED if not enabled), new window, no growth
 
-* CLOSED records every outcome in a sliding window (count or time, see ``_window``). A
-  call lasting at least ``slow_call_duration`` is slow; a slow failure counts as both.
-  Rates are judged whenever a failed or slow outcome is recorded, once the window holds
-  ``minimum_calls`` outcomes (capped at ``window_size`` for a count window). A fast
-  success is recorded but not judged: it cannot be what makes a dependency unhealthy,
-  and skipping the verdict keeps the success path lock-free. (Unlike resilience4j, a
-  success that only completes ``minimum_calls`` does not trip; the next failure does.)
+* CLOSED records outcomes in a sliding window (count or time, see ``_window``); a call
+  lasting ``slow_call_duration`` or more is slow, a slow failure counts as both. Rates
+  are judged when a failed or slow outcome is recorded and the window holds
+  ``minimum_calls`` (capped at ``window_size`` for a count window). A fast success is
+  never judged: it cannot be what makes a dependency unhealthy, and skipping the verdict
+  keeps its path lock-free (unlike resilience4j, a success that only completes
+  ``minimum_calls`` does not trip; the next failure does).
 * OPEN rejects without I/O. The interval starts at ``open_duration``, is multiplied by
-  ``open_backoff`` on each re-open from HALF_OPEN, capped at ``max_open_duration``, and
-  then gets a random share up to ``jitter`` added (injected rng; after the cap, so
-  breakers at the cap still spread their probes). Closing resets the growth.
-* HALF_OPEN admits ``half_open_probes`` trial calls in all; callers beyond the free
-  slots are rejected, and a released probe frees its slot. The first failed probe
-  re-opens at once (the verdict cannot change); otherwise the verdict comes when
-  ``half_open_probes`` successes are in.
+  ``open_backoff`` on each re-open from HALF_OPEN up to ``max_open_duration``, then gets a
+  random share up to ``jitter`` added (injected rng; after the cap, so capped breakers
+  still spread their probes). Closing resets the growth.
+* HALF_OPEN admits ``half_open_probes`` trial calls in all; callers beyond the free slots
+  are rejected; a released probe frees its slot. The first failed probe re-opens at once;
+  otherwise the verdict comes when ``half_open_probes`` successes are in.
 
-Generations. Every transition starts a generation, and a permit carries the one it was
-issued in. Outcomes from older generations are ignored (as in gobreaker): a slow call
-admitted while CLOSED that ends after the breaker opened must not sway the HALF_OPEN
-verdict nor leak into the next CLOSED window. A CLOSED permit is shared by every call of
-its generation and carries that generation's window, so a late fast success lands in an
-orphaned window and a late failure fails ``permit is self._closed_permit``. Callers that
-read the lock-free CLOSED permit just before the breaker opened still go ahead; their
-outcomes are ignored.
+Generations. Each transition starts one; a permit carries the one it was issued in, and
+outcomes from older ones are ignored (as in gobreaker): a slow call admitted while CLOSED
+that ends after the breaker opened must not sway the HALF_OPEN verdict nor the next
+CLOSED window. A CLOSED permit is shared by its generation's calls and carries that
+generation's window, so a late fast success lands in an orphaned window and a late
+failure fails ``permit is self._closed_permit``.
 
-Locking. ``acquire`` in CLOSED and in the pass-through modes is lock-free (one attribute
-read, one compare); so is a fast success with a count window (one atomic
-``deque.append``); a time window takes one short critical section. Everything else
-takes ``self._lock``, which guards the state, generation, window, probe counters and
-open deadline, for a few arithmetic operations (plus an O(window_size) C count on a
-failure with a count window). It is never held across the call nor while listeners run:
-they are called after it is released, in the thread that caused the change, and one
-that raises is logged and skipped. Nothing blocks, so asyncio code uses it as is.
+Locking. Lock-free: ``acquire`` in CLOSED and the pass-through modes (one read, one
+compare), an OPEN rejection, and a fast success with a count window (one atomic
+``deque.append``); a time window takes one short critical section. ``self._lock`` guards
+state, generation, window, probe counters and open deadline, for a few arithmetic
+operations (plus an O(window_size) C count on a count-window failure); it is never held
+across the call nor while listeners run. Listeners run after it is released, in the
+thread that caused the change; one that raises is logged and skipped. Nothing blocks,
+so asyncio code uses the breaker as is.
 
-Time comes from the caller (``now``, monotonic): the call path never reads a clock. Only
-the manual actions (``force_open`` and friends) read ``time.monotonic`` when given no
-``now``, to time-stamp their state change for listeners.
+Time comes from the caller (``now``, monotonic): the call path reads no clock. Only the
+manual actions read ``time.monotonic`` when given no ``now``, to stamp their event.
 
-Cost (CPython 3.11, the 2-core project machine, timeit): ``acquire`` + ``on_success`` in
-CLOSED about 0.16 µs with a count window, 0.5 µs with a time window.
+Cost (timeit, CPython 3.11, the shared 2-core machine): ``acquire`` + ``on_success`` in
+CLOSED 0.16 µs with a count window, 0.37 µs with a time window; an OPEN reject 0.09 µs.
 """
 
 from __future__ import annotations
@@ -104,32 +99,23 @@ _FORCED_CLOSED = BreakerState.FORCED_CLOSED
 _DISABLED = BreakerState.DISABLED
 
 Listener = Callable[["CircuitBreaker", BreakerState, BreakerState, float], None]
+_Change = tuple[BreakerState, BreakerState]
+
+
+def _notify(ls: tuple[Listener, ...], b: CircuitBreaker, change: _Change, now: float) -> None:
+    old, new = change
+    for fn in ls:
+        try:
+            fn(b, old, new, now)
+        except Exception:  # a broken listener must not break the breaker nor the call
+            msg = "listener %r of circuit breaker %r failed on %s -> %s"
+            _log.exception(msg, fn, b.name, old.value, new.value)
 
 
 def _check(options: object) -> None:
     # BreakerOptions validates its own ranges (ConfigError naming the field) when built.
     if not isinstance(options, BreakerOptions):
         raise TypeError(f"options must be a BreakerOptions, got {type(options).__name__}")
-
-
-def _notify(
-    listeners: tuple[Listener, ...],
-    b: CircuitBreaker,
-    old: BreakerState,
-    new: BreakerState,
-    now: float,
-) -> None:
-    for fn in listeners:
-        try:
-            fn(b, old, new, now)
-        except Exception:  # a broken listener must not break the breaker nor the call
-            _log.exception(
-                "listener %r of circuit breaker %r failed on %s -> %s",
-                fn,
-                b.name,
-                old.value,
-                new.value,
-            )
 
 
 def _subscribe(owner: CircuitBreaker | BreakerRegistry, fn: Listener) -> Callable[[], None]:
@@ -161,28 +147,14 @@ class CircuitBreaker:
         TypeError: options is not a BreakerOptions (whose own checks raise ConfigError).
     """
 
+    # Packed: twenty one-per-line names would say no more.
+    # fmt: off
     __slots__ = (
-        "_closed_permit",
-        "_fail_rate",
-        "_fast_permit",
-        "_gen",
-        "_interval",
-        "_listeners",
-        "_lock",
-        "_min_calls",
-        "_name",
-        "_open_for",
-        "_open_until",
-        "_options",
-        "_probe_ok",
-        "_probe_slow",
-        "_probes_out",
-        "_rng",
-        "_slow_dur",
-        "_slow_rate",
-        "_state",
-        "_window",
+        "_closed_permit", "_fail_rate", "_fast_permit", "_gen", "_interval", "_listeners", "_lock",
+        "_min_calls", "_name", "_open_for", "_open_until", "_options", "_probe_ok", "_probe_slow",
+        "_probes_out", "_rng", "_slow_dur", "_slow_rate", "_state", "_window",
     )
+    # fmt: on
 
     def __init__(
         self, options: BreakerOptions, *, name: str = "", rng: random.Random | None = None
@@ -255,17 +227,15 @@ class CircuitBreaker:
             return
         if not isinstance(permit, Permit):
             raise TypeError(f"release() needs a permit from acquire(), got {permit!r}")
-        if not permit.probe:
-            return
-        with self._lock:
-            if permit.generation == self._gen and not permit.done:
-                permit.done = True
-                self._probes_out -= 1
+        if permit.probe:
+            with self._lock:
+                if permit.generation == self._gen and not permit.done:
+                    permit.done = True
+                    self._probes_out -= 1
 
     def retry_after(self, now: float) -> float:
         """Seconds until a probe may go through; 0.0 unless OPEN (or when unknown)."""
-        # Lock-free: _open_until is written before _state under the lock, so an OPEN
-        # state read here always comes with a deadline of that or a later opening.
+        # Lock-free: _open_until is always written before _state becomes OPEN.
         if self._state is _OPEN:
             return max(0.0, self._open_until - now)
         return 0.0
@@ -398,9 +368,7 @@ class CircuitBreaker:
                 change = probe_change
         self._fire(change, now)
 
-    def _probe_outcome(
-        self, permit: object, now: float, code: int
-    ) -> tuple[BreakerState, BreakerState] | None:
+    def _probe_outcome(self, permit: object, now: float, code: int) -> _Change | None:
         if not isinstance(permit, Permit):
             raise TypeError(f"an outcome needs a permit from acquire(), got {permit!r}")
         if not permit.probe or permit.generation != self._gen or permit.done:
@@ -418,7 +386,7 @@ class CircuitBreaker:
             return self._open(now, grow=True)
         return self._to(_CLOSED)
 
-    def _open(self, now: float, *, grow: bool) -> tuple[BreakerState, BreakerState]:
+    def _open(self, now: float, *, grow: bool) -> _Change:
         o = self._options
         if grow:
             self._interval = min(self._interval * o.open_backoff, o.max_open_duration)
@@ -429,7 +397,7 @@ class CircuitBreaker:
         self._open_until = now + interval
         return self._to(_OPEN)
 
-    def _to(self, new: BreakerState) -> tuple[BreakerState, BreakerState]:
+    def _to(self, new: BreakerState) -> _Change:
         # Enter `new`: a new generation, so every permit issued so far goes stale.
         old = self._state
         self._gen += 1
@@ -457,9 +425,9 @@ class CircuitBreaker:
         if change[0] is not change[1]:
             self._fire(change, time.monotonic() if now is None else now)
 
-    def _fire(self, change: tuple[BreakerState, BreakerState], now: float) -> None:
+    def _fire(self, change: _Change, now: float) -> None:
         if self._listeners:
-            _notify(self._listeners, self, change[0], change[1], now)
+            _notify(self._listeners, self, change, now)
 
 
 class BreakerRegistry:
@@ -523,4 +491,4 @@ class BreakerRegistry:
         self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, now: float
     ) -> None:
         if self._listeners:
-            _notify(self._listeners, breaker, old, new, now)
+            _notify(self._listeners, breaker, (old, new), now)

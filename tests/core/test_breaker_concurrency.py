@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 import time
@@ -72,7 +73,9 @@ def test_counts_stay_exact_under_contention(window: dict[str, Any]) -> None:
     snap = b.snapshot(5.0)
     total = THREADS * PER_THREAD
     assert (snap["calls"], snap["failures"], snap["slow_calls"]) == (
-        total, total // 10, total // 10,
+        total,
+        total // 10,
+        total // 10,
     )
     assert snap["state"] == "closed"
 
@@ -161,3 +164,20 @@ def test_guarded_calls_are_not_serialised_by_the_breaker() -> None:
     run_threads(THREADS, work)
     # Serialised, 8 calls would take 0.4 s; in parallel about one call's 0.05 s.
     assert time.monotonic() - start < 0.3
+
+
+async def test_asyncio_tasks_share_a_breaker_with_exact_counts() -> None:
+    b = CircuitBreaker(BreakerOptions(window_size=10_000, failure_rate=1.0))
+
+    async def task(i: int) -> None:
+        for k in range(50):
+            p = b.acquire(1.0)
+            await asyncio.sleep(0)  # the guarded await: other tasks run meanwhile
+            if (i + k) % 5 == 0:
+                b.on_failure(p, 1.0, 0.0)
+            else:
+                b.on_success(p, 1.0, 0.0)
+
+    await asyncio.wait_for(asyncio.gather(*(task(i) for i in range(40))), timeout=30)
+    snap = b.snapshot(1.0)
+    assert (snap["calls"], snap["failures"]) == (2000, 400)
