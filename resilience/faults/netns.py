@@ -27,6 +27,10 @@ named after a process that no longer exists. Names carry the pid (``rfault-<pid>
 ``rfh<pid>x<n>``) so parallel runs never clash. Deleting a namespace frees its veth
 lazily in the kernel, so teardown deletes the veth explicitly first.
 
+For a cluster whose nodes must reach each other, create the namespaces on a
+:class:`Bridge` (a host bridge with a /24 of ``10.200.0.0/16``; host ``.1``, nodes from
+``.2``): the nodes talk over the bridge and the host reaches each by its own address.
+
 Needs root, ``ip`` (iproute2) and ``iptables``: :func:`unavailable_reason` says why not.
 """
 
@@ -47,12 +51,15 @@ from types import TracebackType
 from typing import Any
 
 from resilience.faults._addresses import NS_PREFIX, allow_network, disallow_network
+from resilience.faults.firewall import Firewall, Rule, RuleSet
 
 __all__ = [
     "NS_PREFIX",
+    "Bridge",
     "Firewall",
     "Namespace",
     "Rule",
+    "RuleSet",
     "cleanup_leftovers",
     "leftovers",
     "unavailable_reason",
@@ -60,10 +67,9 @@ __all__ = [
 
 _CMD_TIMEOUT = 10.0
 _SUPERNET = ipaddress.IPv4Network("10.200.0.0/16")
-_SLOTS = _SUPERNET.num_addresses // 4
 _counter = itertools.count()
-_live: weakref.WeakSet[Namespace] = weakref.WeakSet()
-_NAME_RE = re.compile(r"^(?:rfault-|rf[hn])(\d+)[-x]\d+")
+_live: weakref.WeakSet[Namespace | Bridge] = weakref.WeakSet()
+_NAME_RE = re.compile(r"^(?:rfault-|rf[hnb])(\d+)[-x]\d+")
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -96,19 +102,21 @@ def _owner_alive(name: str) -> bool:
 
 
 def leftovers() -> dict[str, list[str]]:
-    """Namespaces and host veths with our prefixes that exist now (any owner)."""
+    """Namespaces, host veths and bridges with our prefixes that exist now (any owner)."""
     namespaces = [n for n in _ip("netns", "list", check=False).stdout.split() if
                   n.startswith(NS_PREFIX)]
-    links = re.findall(r"^\d+: (rf[hn]\d+x\d+)[@:]", _ip("-o", "link", check=False).stdout,
+    links = re.findall(r"^\d+: (rf[hnb]\d+x\d+)[@:]", _ip("-o", "link", check=False).stdout,
                        flags=re.M)
     return {"namespaces": namespaces, "links": links}
 
 
 def cleanup_leftovers() -> list[str]:
-    """Delete namespaces and veths of ours whose owning process is gone; return them."""
+    """Delete namespaces, veths and bridges of ours whose owning process is gone; return
+    their names."""
     found = leftovers()
     removed = []
-    for link in found["links"]:
+    # veths before bridges: a bridge goes cleanly once its ports are gone
+    for link in sorted(found["links"], key=lambda name: name.startswith("rfb")):
         if not _owner_alive(link):
             _ip("link", "del", link, check=False)
             removed.append(link)
@@ -124,15 +132,97 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return [ipaddress.IPv4Interface(a).network for a in re.findall(r"inet (\S+)", out)]
 
 
-def _pick_network(pid: int, n: int) -> ipaddress.IPv4Network:
+def _pick_network(pid: int, n: int, prefixlen: int = 30) -> ipaddress.IPv4Network:
+    """A free block of ``10.200.0.0/16``, starting from a pid-derived offset so that
+    parallel runs rarely even look at the same blocks."""
     used = _used_networks()
-    start = (pid * 16 + n) % _SLOTS
-    for i in range(_SLOTS):
-        base = _SUPERNET.network_address + 4 * ((start + i) % _SLOTS)
-        net = ipaddress.IPv4Network(f"{base}/30")
+    size = 2 ** (32 - prefixlen)
+    slots = _SUPERNET.num_addresses // size
+    start = (pid * 16 + n) % slots
+    for i in range(slots):
+        base = _SUPERNET.network_address + size * ((start + i) % slots)
+        net = ipaddress.IPv4Network(f"{base}/{prefixlen}")
         if not any(net.overlaps(u) for u in used):
             return net
-    raise RuntimeError(f"no free /30 left in {_SUPERNET}")
+    raise RuntimeError(f"no free /{prefixlen} left in {_SUPERNET}")
+
+
+def _run_steps(steps: Sequence[Sequence[str]]) -> None:
+    for step in steps:
+        res = _ip(*step, check=False)
+        if res.returncode:
+            raise RuntimeError(f"ip {' '.join(step)} failed: {res.stderr.strip()}")
+
+
+class Bridge:
+    """A host bridge with a private /24, for clusters: namespaces made with
+    :meth:`namespace` reach each other (bridged, so the host needs no IP forwarding)
+    and the host, which is ``host_ip`` (``.1``) on the bridge.
+
+    Bridged packets may traverse the host's iptables FORWARD chain (br_netfilter); a
+    host whose FORWARD policy is DROP must accept ``-i <bridge> -o <bridge>``.
+
+    Raises:
+        RuntimeError: not available here, or an ``ip`` command failed.
+    """
+
+    def __init__(self) -> None:
+        reason = unavailable_reason()
+        if reason:
+            raise RuntimeError(f"cannot create a bridge: {reason}")
+        cleanup_leftovers()
+        pid, n = os.getpid(), next(_counter)
+        self.name = f"rfb{pid}x{n}"
+        self.network = _pick_network(pid, n, 24)
+        self.host_ip = str(self.network.network_address + 1)
+        self.namespaces: list[Namespace] = []
+        self._next_host = 2
+        self.closed = False
+        _live.add(self)
+        try:
+            _run_steps([
+                ("link", "add", self.name, "type", "bridge"),
+                ("addr", "add", f"{self.host_ip}/24", "dev", self.name),
+                ("link", "set", self.name, "up"),
+            ])
+        except BaseException:
+            self.close()
+            raise
+        allow_network(str(self.network))
+
+    def lease(self) -> str:
+        """The next free address of the bridge's network."""
+        if self._next_host > 254:
+            raise RuntimeError(f"bridge {self.name}: all 253 addresses are in use")
+        ip = str(self.network.network_address + self._next_host)
+        self._next_host += 1
+        return ip
+
+    def namespace(self, *, track_connections: bool = True) -> Namespace:
+        """A new namespace attached to this bridge (closed with it)."""
+        return Namespace(track_connections=track_connections, bridge=self)
+
+    def close(self) -> None:
+        """Close every namespace on the bridge, then delete it. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for ns in self.namespaces:
+            ns.close()
+        _ip("link", "del", self.name, check=False)
+        disallow_network(str(self.network))
+        _live.discard(self)
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Bridge({self.name}, {self.network})"
 
 
 class Namespace:
@@ -141,13 +231,15 @@ class Namespace:
     Args:
         track_connections: load the counter-only state rule so ESTABLISHED rules work
             (see the module docstring); turn off only to show why it is needed.
+        bridge: attach to this :class:`Bridge` (an address in its /24) instead of a
+            point-to-point /30 of its own.
 
     Raises:
         RuntimeError: not available here (see :func:`unavailable_reason`) or a command
             failed; the message has the command and its error output.
     """
 
-    def __init__(self, *, track_connections: bool = True) -> None:
+    def __init__(self, *, track_connections: bool = True, bridge: Bridge | None = None) -> None:
         reason = unavailable_reason()
         if reason:
             raise RuntimeError(f"cannot create a network namespace: {reason}")
@@ -155,9 +247,16 @@ class Namespace:
         pid, n = os.getpid(), next(_counter)
         self.name = f"{NS_PREFIX}{pid}-{n}"
         self.host_if, self.ns_if = f"rfh{pid}x{n}", f"rfn{pid}x{n}"
-        self.network = _pick_network(pid, n)
-        self.host_ip = str(self.network.network_address + 1)
-        self.ns_ip = str(self.network.network_address + 2)
+        self.bridge = bridge
+        if bridge is None:
+            self.network = _pick_network(pid, n)
+            self.host_ip = str(self.network.network_address + 1)
+            self.ns_ip = str(self.network.network_address + 2)
+        else:
+            if bridge.closed:
+                raise RuntimeError(f"{bridge!r} is closed")
+            self.network, self.host_ip, self.ns_ip = bridge.network, bridge.host_ip, bridge.lease()
+            bridge.namespaces.append(self)
         self._procs: list[subprocess.Popen[Any]] = []
         self.closed = False
         _live.add(self)
@@ -168,27 +267,31 @@ class Namespace:
             raise
 
     def _create(self, track: bool) -> None:
-        steps = [
+        plen = self.network.prefixlen
+        host_side = (
+            [("addr", "add", f"{self.host_ip}/{plen}", "dev", self.host_if)]
+            if self.bridge is None
+            else [("link", "set", self.host_if, "master", self.bridge.name)]
+        )
+        _run_steps([
             ("netns", "add", self.name),
             ("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if),
             ("link", "set", self.ns_if, "netns", self.name),
-            ("addr", "add", f"{self.host_ip}/30", "dev", self.host_if),
+            *host_side,
             ("link", "set", self.host_if, "up"),
-            ("-n", self.name, "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if),
+            ("-n", self.name, "addr", "add", f"{self.ns_ip}/{plen}", "dev", self.ns_if),
             ("-n", self.name, "link", "set", self.ns_if, "up"),
             ("-n", self.name, "link", "set", "lo", "up"),
-        ]
-        for step in steps:
-            res = _ip(*step, check=False)
-            if res.returncode:
-                raise RuntimeError(f"ip {' '.join(step)} failed: {res.stderr.strip()}")
-        allow_network(str(self.network))
+        ])
+        if self.bridge is None:
+            allow_network(str(self.network))
         if track:
             self.iptables("-A", "OUTPUT", "-m", "state", "--state",
                           "NEW,ESTABLISHED,RELATED,INVALID")
 
     @property
     def firewall(self) -> Firewall:
+        """The talk's rules for servers in this namespace."""
         return Firewall(self)
 
     def exec(self, argv: Sequence[str], timeout: float = _CMD_TIMEOUT) -> str:
@@ -230,7 +333,8 @@ class Namespace:
                 proc.wait(_CMD_TIMEOUT)
         _ip("link", "del", self.host_if, check=False)
         _ip("netns", "del", self.name, check=False)
-        disallow_network(str(self.network))
+        if self.bridge is None:
+            disallow_network(str(self.network))
         _live.discard(self)
 
     def __enter__(self) -> Namespace:
@@ -245,88 +349,8 @@ class Namespace:
         return f"Namespace({self.name}, host {self.host_ip} <-> ns {self.ns_ip})"
 
 
-class Rule:
-    """One iptables rule inside a namespace; ``remove()`` or leave its ``with`` block."""
-
-    def __init__(self, ns: Namespace, chain: str, spec: Sequence[str]) -> None:
-        self.ns, self.chain, self.spec = ns, chain, list(spec)
-        ns.iptables("-I", chain, "1", *self.spec)
-        self.active = True
-
-    def remove(self) -> None:
-        """Delete the rule (idempotent; a closed namespace took it already)."""
-        if self.active and not self.ns.closed:
-            self.ns.iptables("-D", self.chain, *self.spec)
-        self.active = False
-
-    def __enter__(self) -> Rule:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()
-
-    def __repr__(self) -> str:
-        return f"Rule({self.ns.name}: -A {self.chain} {' '.join(self.spec)})"
-
-
-class RuleSet:
-    """Several rules applied and removed together."""
-
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self.rules = list(rules)
-
-    def remove(self) -> None:
-        for rule in self.rules:
-            rule.remove()
-
-    def __enter__(self) -> RuleSet:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()
-
-
-def _port(port: int) -> str:
-    if not isinstance(port, int) or not 0 < port < 65536:
-        raise ValueError(f"port {port!r}: expected an int in 1..65535")
-    return str(port)
-
-
-class Firewall:
-    """The talk's rules for TCP traffic to a server listening inside ``ns`` on a port."""
-
-    def __init__(self, ns: Namespace) -> None:
-        self.ns = ns
-
-    def reject(self, port: int, *, tcp_reset: bool = False) -> Rule:
-        """REJECT new packets to ``port``: ICMP port unreachable, or a TCP RST."""
-        how = "tcp-reset" if tcp_reset else "icmp-port-unreachable"
-        return Rule(self.ns, "INPUT", ["-p", "tcp", "--dport", _port(port), "-j", "REJECT",
-                                       "--reject-with", how])
-
-    def drop(self, port: int) -> Rule:
-        """DROP every packet to ``port``: SYNs vanish and connects hang."""
-        return Rule(self.ns, "INPUT", ["-p", "tcp", "--dport", _port(port), "-j", "DROP"])
-
-    def drop_established(self, port: int) -> RuleSet:
-        """DROP packets of established connections, both ways: the slide's hang."""
-        state = ["-m", "state", "--state", "ESTABLISHED", "-j", "DROP"]
-        return RuleSet([
-            Rule(self.ns, "INPUT", ["-p", "tcp", "--dport", _port(port), *state]),
-            Rule(self.ns, "OUTPUT", ["-p", "tcp", "--sport", _port(port), *state]),
-        ])
-
-    def rules(self) -> list[str]:
-        """``iptables -S`` of the filter table inside the namespace."""
-        return self.ns.iptables("-S").splitlines()
-
-
 @atexit.register
 def _close_all() -> None:
-    for ns in list(_live):
+    for thing in list(_live):
         with contextlib.suppress(Exception):
-            ns.close()
+            thing.close()

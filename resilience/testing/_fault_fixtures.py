@@ -9,7 +9,8 @@ plugin costs nothing for suites that do not use them.
   :class:`~resilience.faults.proxy.FaultProxy`.
 * ``connect_blackhole`` -> ``(host, port)`` where connects hang until the client's
   timeout (no root needed).
-* ``netns(track_connections=True)`` -> a :class:`~resilience.faults.netns.Namespace`;
+* ``netns(track_connections=True, bridge=None)`` -> a
+  :class:`~resilience.faults.netns.Namespace` (on ``bridge`` for a cluster);
   skips the test where namespaces are unavailable (not root, no ip/iptables).
 * ``firewall(ns)`` -> that namespace's :class:`~resilience.faults.netns.Firewall`,
   whose rules are all removed at teardown.
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from resilience.faults.netns import Firewall, Namespace, Rule, RuleSet
+    from resilience.faults.netns import Bridge, Firewall, Namespace, Rule, RuleSet
     from resilience.faults.proxy import FaultProxy
 
 __all__ = ["Freezer", "connect_blackhole", "fault_proxy", "firewall", "freeze", "netns"]
@@ -68,8 +69,8 @@ def netns() -> Iterator[Callable[..., Namespace]]:
         pytest.skip(f"network namespaces unavailable: {reason}")
     made: list[Namespace] = []
 
-    def make(*, track_connections: bool = True) -> Namespace:
-        ns = netns_mod.Namespace(track_connections=track_connections)
+    def make(*, track_connections: bool = True, bridge: Bridge | None = None) -> Namespace:
+        ns = netns_mod.Namespace(track_connections=track_connections, bridge=bridge)
         made.append(ns)
         return ns
 

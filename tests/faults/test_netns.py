@@ -204,3 +204,28 @@ def test_leftovers_of_a_dead_process_are_cleaned_up() -> None:
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False, timeout=10,
                        capture_output=True)
+
+
+CLIENT = """
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.3)
+    s.sendall(b"hi")
+    print(s.recv(2).decode())
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_namespaces_on_a_bridge_reach_each_other_and_the_host() -> None:
+    with netns.Bridge() as bridge:
+        node_a, node_b = bridge.namespace(), bridge.namespace()
+        assert node_a.network == node_b.network and node_a.ns_ip != node_b.ns_ip
+        addr = start_server(node_a)  # reachable from the host
+        assert node_b.exec([sys.executable, "-c", CLIENT, addr[0], str(PORT)]).strip() == "hi"
+        with node_a.firewall.drop(PORT):  # a firewall fault between two nodes
+            out = node_b.exec([sys.executable, "-c", CLIENT, addr[0], str(PORT)])
+            assert out.strip() == "TimeoutError"
+        name = bridge.name
+    found = netns.leftovers()
+    assert name not in found["links"] and ours() == []
