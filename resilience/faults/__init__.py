@@ -6,8 +6,8 @@ first use, so ``import resilience.faults`` stays cheap.
 * :class:`FaultProxy` and the toxics (:mod:`.toxics`): latency, blackhole, timeout,
   reset, bandwidth, slicer, slow close, limit data, garbage, refuse.
 * :class:`ConnectBlackhole`: a loopback address whose connects hang, without root.
-* :class:`Namespace` / :class:`Firewall` (:mod:`.netns`): the talk's iptables rules on a
-  server in a network namespace (root).
+* :class:`Namespace` / :class:`Bridge` / :class:`Firewall` (:mod:`.netns`): the talk's
+  iptables rules on servers in network namespaces (root).
 * :mod:`.process`: freeze, thaw, kill and restart processes.
 * :class:`FaultSchedule` / :class:`ScheduleRunner`: seeded, replayable fault schedules.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from resilience.faults.blackhole import ConnectBlackhole
-    from resilience.faults.netns import Firewall, Namespace
+    from resilience.faults.netns import Bridge, Firewall, Namespace
     from resilience.faults.process import ManagedProcess, freeze, frozen, kill, thaw
     from resilience.faults.proxy import FaultProxy, ProxyCounters
     from resilience.faults.schedule import (
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "ConnectBlackhole": "blackhole",
-    "Firewall": "netns", "Namespace": "netns",
+    "Bridge": "netns", "Firewall": "netns", "Namespace": "netns",
     "ManagedProcess": "process", "freeze": "process", "frozen": "process",
     "kill": "process", "thaw": "process",
     "FaultProxy": "proxy", "ProxyCounters": "proxy",
@@ -59,6 +59,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "Bridge",
     "Bandwidth",
     "Blackhole",
     "CallbackFault",

@@ -134,7 +134,10 @@ class FaultProxy:
         )
 
     def wait_until(self, predicate: Callable[[ProxyCounters], bool], timeout: float = 2.0) -> bool:
-        """Poll the counters until ``predicate`` holds; False after ``timeout`` seconds."""
+        """Poll the counters until ``predicate`` holds; False after ``timeout`` seconds.
+
+        It sleeps between polls: call it from sync code, not from the proxy's own loop.
+        """
         end = time.monotonic() + timeout
         while not predicate(self.counters()):
             if time.monotonic() >= end:
