@@ -59,9 +59,9 @@ _WHERE = {
 }
 
 __all__ = [
-    "Bridge",
     "Bandwidth",
     "Blackhole",
+    "Bridge",
     "CallbackFault",
     "ConnectBlackhole",
     "FaultProxy",
