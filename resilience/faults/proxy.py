@@ -178,7 +178,7 @@ class FaultProxy:
         thread.join(self.op_timeout)
         if not thread.is_alive():
             loop.close()
-        self._thread = None
+        self._loop = self._thread = None
 
     async def astart(self) -> FaultProxy:
         """Start on the running event loop."""

@@ -131,3 +131,17 @@ def test_stop_with_connections_still_connecting_upstream_is_bounded() -> None:
         for c in clients:
             assert c.recv(1) == b""
             c.close()
+
+
+def test_a_stopped_proxy_starts_again_on_the_same_address(echo: EchoServer) -> None:
+    p = FaultProxy(echo.address).start()
+    address = p.address
+    p.stop()
+    p.start()
+    try:
+        assert p.address == address
+        with socket.create_connection(address, timeout=1) as s:
+            s.sendall(b"again")
+            assert s.recv(5) == b"again"
+    finally:
+        p.stop()
