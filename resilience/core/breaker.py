@@ -349,6 +349,8 @@ class CircuitBreaker:
 
     def _outcome(self, permit: object, now: float, code: int) -> None:
         # Every outcome but a CLOSED fast success comes here.
+        if permit is PASS:
+            return  # pass-through modes record nothing: no lock either
         with self._lock:
             if type(permit) is ClosedPermit:
                 if permit is not self._closed_permit:
