@@ -22,6 +22,8 @@ from resilience.faults.toxics import (
     Timeout,
 )
 
+from ._echo import EchoServer
+
 Connect = Callable[[], socket.socket]
 
 
@@ -186,12 +188,12 @@ def test_slow_close_delays_the_close_the_client_sees(proxy: FaultProxy, connect:
         assert time.monotonic() - t0 >= 0.28
 
 
-def test_seeded_probability_replays_the_same_pattern(echo: object) -> None:
+def test_seeded_probability_replays_the_same_pattern(echo: EchoServer) -> None:
     """Same seed, same connections: the same ones are hit, with the same garbage."""
 
     def replies(seed: int) -> list[bytes]:
         out = []
-        with FaultProxy(echo.address, seed=seed) as p:  # type: ignore[attr-defined]
+        with FaultProxy(echo.address, seed=seed) as p:
             p.add(Garbage(probability=0.5))
             for _ in range(12):
                 with socket.create_connection(p.address, timeout=2) as s:
