@@ -20,6 +20,7 @@ from resilience.faults.toxics import (
     Slicer,
     SlowClose,
     Timeout,
+    parse_toxic,
 )
 
 from ._echo import EchoServer
@@ -211,3 +212,36 @@ def test_same_name_twice_is_rejected(proxy: FaultProxy) -> None:
     proxy.add(Latency())
     with pytest.raises(ValueError, match="latency_downstream"):
         proxy.add(Latency())
+
+
+def test_reset_after_a_delay_resets_a_working_connection(
+    proxy: FaultProxy, connect: Connect
+) -> None:
+    s = connect()
+    with proxy.toxic(Reset(after_ms=200)):
+        assert roundtrip(s)[0] == b"ping"  # still fine before the delay
+        time.sleep(0.3)
+        with pytest.raises(ConnectionResetError):
+            s.sendall(b"x")
+            s.recv(1)
+
+
+def test_parse_toxic_builds_typed_settings() -> None:
+    t = parse_toxic("latency:latency_ms=25,jitter_ms=5,direction=upstream,probability=0.5")
+    assert t == Latency(latency_ms=25.0, jitter_ms=5.0, direction="upstream", probability=0.5)
+    assert parse_toxic("limit_data:limit_bytes=7") == LimitData(limit_bytes=7)
+    assert parse_toxic("refuse") == Refuse()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [(lambda: Latency(latency_ms=-1), "latency_ms=-1"),
+     (lambda: Blackhole(probability=1.5), "probability"),
+     (lambda: Blackhole(direction="both"), "upstream, downstream"),
+     (lambda: Bandwidth(rate_kbps=0), "rate_kbps"),
+     (lambda: Slicer(average_size=4, size_variation=4), "size_variation"),
+     (lambda: Garbage(ratio=2), "ratio")],
+)
+def test_bad_settings_raise_naming_the_field(make: Callable[[], object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
