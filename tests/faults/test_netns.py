@@ -52,9 +52,11 @@ def start_server(ns: Namespace) -> tuple[str, int]:
 
 
 def ours() -> list[str]:
+    """Namespaces and links of this process that still exist (names carry our pid)."""
     found = netns.leftovers()
-    mine = [n for n in found["namespaces"] + found["links"] if str(os.getpid()) in n]
-    return mine
+    pid = os.getpid()
+    return [n for n in found["namespaces"] + found["links"]
+            if n.startswith((f"{netns.NS_PREFIX}{pid}-", f"rfh{pid}x", f"rfn{pid}x", f"rfb{pid}x"))]
 
 
 @pytest.fixture
