@@ -18,8 +18,9 @@ drop established        ``INPUT --dport P`` and ``OUTPUT --sport P``  reads hang
 The conntrack detail: an ``ESTABLISHED`` rule only matches connections conntrack already
 tracks, and a namespace starts tracking only once some state-matching rule exists in
 it. So every namespace loads a counter-only rule (``OUTPUT -m state --state
-NEW,ESTABLISHED,RELATED,INVALID``, no target) at creation; without it a connection made
-before the DROP slips through.
+NEW,ESTABLISHED,RELATED,INVALID``, no target) at creation. Without it (measured), the
+first packet of a connection made before an INPUT-only ESTABLISHED DROP is picked up
+mid-stream as NEW and passes; only later packets are dropped.
 
 Teardown is guaranteed three ways: context managers, an ``atexit`` hook, and
 :func:`cleanup_leftovers` (run at each creation) which deletes namespaces and veths
