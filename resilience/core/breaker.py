@@ -144,7 +144,11 @@ class CircuitBreaker:
         rng: source of the open-interval jitter; inject a seeded one to replay.
 
     Raises:
-        TypeError: options is not a BreakerOptions (whose own checks raise ConfigError).
+        TypeError: options is not a BreakerOptions (whose own checks raise ConfigError);
+            an outcome or release() is given something that is not a permit.
+
+    Methods take ``now`` (the caller's monotonic reading), ``permit`` (what acquire()
+    returned) and ``duration`` (seconds the call took).
     """
 
     # Packed: twenty one-per-line names would say no more.
@@ -483,7 +487,7 @@ class BreakerRegistry:
         with self._lock:
             b = self._breakers.get(key)
             if b is None:
-                rng = random.Random(self._rng.getrandbits(64)) if self._rng else None
+                rng = None if self._rng is None else random.Random(self._rng.getrandbits(64))
                 b = CircuitBreaker(self._options, name=key, rng=rng)
                 b.add_listener(self._dispatch)
                 self._breakers = {**self._breakers, key: b}
