@@ -43,6 +43,7 @@ class _Flow:
         self.states: dict[str, dict[str, Any]] = {}
         self.queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(_QUEUE)
         self.done = False
+        self.current = ""  # name of the toxic whose pipe() is running
         self.busy = False  # the writer is handling a chunk (order: never overtake it)
 
     def now(self) -> float:
@@ -55,8 +56,17 @@ class _Flow:
         return self.link.rng.randint(lo, hi)
 
     async def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.sleep(seconds)
+        """Sleep for a toxic; cut short when that toxic is removed from this link, so
+        removing a 10 s latency releases the chunk it holds at once."""
+        if seconds <= 0:
+            return
+        name = self.current
+        wake = self.link.wake
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while name in self.link.decided:
+                    await wake.wait()
+                    wake = self.link.wake
 
     async def write(self, data: bytes) -> None:
         await self.link.loop.sock_sendall(self.dst, data)
@@ -109,6 +119,7 @@ class _Flow:
             if toxic.direction != self.direction or not self.link.active(toxic):
                 continue
             self.state = self.states.setdefault(toxic.name, {})
+            self.current = toxic.name
             data = await toxic.pipe(data, self)
             if not data or self.link.closed:
                 break
@@ -160,6 +171,7 @@ class _Link:
         self.tasks: list[asyncio.Task[None]] = []
         self.timers: dict[str, list[asyncio.TimerHandle]] = {}
         self.decided: dict[str, bool] = {}  # toxic name -> applies to this link
+        self.wake = asyncio.Event()  # set (and replaced) whenever a toxic is detached
 
     def active(self, toxic: Toxic) -> bool:
         return self.decided.get(toxic.name, False)
@@ -177,6 +189,8 @@ class _Link:
 
     def detach(self, toxic: Toxic) -> None:
         self.decided.pop(toxic.name, None)
+        self.wake.set()  # wake sleeping pipes; each checks whether its toxic went
+        self.wake = asyncio.Event()
         for flow in self.flows:
             flow.states.pop(toxic.name, None)
         for handle in self.timers.pop(toxic.name, []):

@@ -245,3 +245,32 @@ def test_parse_toxic_builds_typed_settings() -> None:
 def test_bad_settings_raise_naming_the_field(make: Callable[[], object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_removing_a_long_latency_releases_the_held_reply_at_once(
+    proxy: FaultProxy, connect: Connect
+) -> None:
+    s = connect()
+    slow = proxy.add(Latency(latency_ms=10_000))
+    t0 = time.monotonic()
+    s.sendall(b"held")
+    time.sleep(0.2)
+    proxy.remove(slow)
+    assert s.recv(4) == b"held"
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_removing_bandwidth_restores_full_speed_mid_transfer(
+    proxy: FaultProxy, connect: Connect
+) -> None:
+    s = connect()
+    s.settimeout(3)
+    limit = proxy.add(Bandwidth(rate_kbps=10))  # 60 KB would take 6 s
+    t0 = time.monotonic()
+    s.sendall(b"z" * 60_000)
+    time.sleep(0.3)
+    proxy.remove(limit)
+    got = 0
+    while got < 60_000:
+        got += len(s.recv(65536))
+    assert time.monotonic() - t0 < 2.0
