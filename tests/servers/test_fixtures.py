@@ -156,3 +156,20 @@ def test_memcached_fixture_gives_each_test_a_fresh_node(memcached: Server) -> No
         assert client.stats()[b"curr_items"] == 0
     finally:
         client.close()
+
+
+def test_harness_modules_import_no_driver() -> None:
+    """Importing the fixtures, the CLI and our server modules imports no datastore driver."""
+    code = (
+        "import sys\n"
+        "import resilience.testing._server_fixtures, resilience.servers.cli\n"
+        "import resilience.servers.memcached, resilience.servers.zookeeper\n"
+        "import resilience.servers.nsq\n"
+        "drivers = ('pymemcache', 'kazoo', 'nsq', 'tornado', 'cassandra', 'elasticsearch',"
+        " 'opensearchpy')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(drivers)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
