@@ -52,7 +52,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -289,7 +289,8 @@ class Server:
     def probe(self, timeout: float) -> bool:
         """One readiness check through the real protocol, bounded by ``timeout`` seconds.
 
-        Returns True when the server serves requests; False (or an OSError) otherwise.
+        Returns True when the server serves requests; False, or any exception (refused,
+        timed out, the driver's own errors), while it does not yet.
         """
         raise NotImplementedError
 
@@ -435,8 +436,8 @@ class Server:
                         self.ready_after = time.monotonic() - self.started_at
                     return
                 last = None
-            except OSError as exc:  # refused while starting: normal, keep probing
-                last = exc
+            except Exception as exc:  # refused while starting is normal: keep probing;
+                last = exc  # anything else is reported with the timeout below
             time.sleep(min(pause, max(0.0, end - time.monotonic())))
             pause = min(0.1, pause * 2)
         self.stop()
@@ -641,7 +642,6 @@ class ServerSpec:
     is_installed: Callable[[], bool]
     create: Callable[[Path], Server | Cluster]
     start_timeout: float = 60.0
-    extras: Mapping[str, Any] = field(default_factory=dict)
 
 
 def get_spec(name: str) -> ServerSpec:
