@@ -1,0 +1,466 @@
+"""What Elasticsearch and OpenSearch share: install from Maven Central, run unprivileged.
+
+Both come as the *integ-test-zip* distribution on Maven Central (the real launcher and
+server, few modules, no bundled JDK) and run on the Debian Java 17 runtime. Each
+``Distribution`` names its Maven coordinates and launcher; :class:`SearchNode` is one
+single-node server with its HTTP and transport ports on loopback.
+
+Running as root
+---------------
+Both launchers refuse to run as root. When we are root the node runs as the system user
+:data:`RUN_USER` (created on install or first start), through ``setpriv``. That user must
+be able to read the unpacked distribution and write the node's directories, so:
+
+* the distribution is unpacked under :func:`dist_root`: ``$RESILIENCE_HOME`` when every
+  directory on that path is searchable by others, else ``/var/cache/resilience`` (root's
+  ``~/.cache`` is inside ``/root``, mode 0700);
+* the node's config, data, logs and tmp live in a *runtime directory* owned by that user
+  under ``<tempdir>/resilience-search/``, named after the server's ``data_dir`` (so a
+  restart finds the same data), with a ``node`` symlink to it inside ``data_dir``.
+  Runtime directories whose ``data_dir`` is gone are removed on the next start.
+
+When we are not root, the node runs as ourselves with its directories in ``data_dir``.
+
+Config: our own ``<dist>.yml`` (single-node discovery, loopback, our ports, disk
+thresholds off) and the distribution's ``jvm.options`` minus its relative-path logging
+options (gc.log, hs_err, heap dumps: they would land in the read-only home) plus
+:data:`DEFAULT_JVM_OPTIONS` and the heap size.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import shutil
+import stat
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resilience.servers._base import NotInstalledError, Server, install_command, read_rss_bytes
+from resilience.servers._ports import free_port
+from resilience.servers.install import (
+    InstallError,
+    apt_install,
+    home,
+    install_lock,
+    retry,
+    run_step,
+)
+
+__all__ = [
+    "DEFAULT_JVM_OPTIONS",
+    "RUN_USER",
+    "Distribution",
+    "SearchNode",
+    "dist_root",
+    "ensure_run_user",
+    "java_home",
+]
+
+RUN_USER = "resilience-search"
+SYSTEM_DIST_ROOT = Path("/var/cache/resilience")
+_MARKER = ".resilience-installed"
+_JAVA_GLOB = "java-17-openjdk-*"
+# C1 only and no pre-touching of the heap: measured to cut the start (docs/servers-search.md);
+# throughput hardly matters for a test server.
+DEFAULT_JVM_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:-AlwaysPreTouch")
+# Options of the shipped jvm.options that write relative to the working directory.
+_DROPPED_JVM_OPTIONS = (
+    "-Xms",
+    "-Xmx",
+    "-Xlog:gc",
+    "-Xloggc",
+    "gc.log",
+    "GCLog",
+    "ErrorFile",
+    "HeapDump",
+    "PrintGC",
+    "PrintTenuring",
+)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One search server's integ-test-zip on Maven Central and how its launcher is driven.
+
+    Attributes:
+        name: registry name and Maven artifactId (``"elasticsearch"``).
+        group: Maven groupId of the integ-test-zip.
+        version: the version installed and run.
+        env_prefix: prefix of the launcher's variables (``ES`` -> ``ES_JAVA_HOME``...).
+        main_class: the server JVM's main class (to find it among the launcher's processes).
+        settings: extra lines of the node's YAML config.
+    """
+
+    name: str
+    group: str
+    version: str
+    env_prefix: str
+    main_class: str
+    settings: Sequence[str] = field(default=())
+
+    @property
+    def artifact(self) -> str:
+        return f"{self.group}:{self.name}:{self.version}:zip"
+
+    @property
+    def home(self) -> Path:
+        """Where the distribution is (or will be) unpacked."""
+        return dist_root() / f"{self.name}-{self.version}"
+
+    @property
+    def launcher(self) -> Path:
+        return self.home / "bin" / self.name
+
+    def is_installed(self) -> bool:
+        """Unpacked completely and a Java 17 runtime present (no network)."""
+        return (self.home / _MARKER).is_file() and java_home() is not None
+
+    def install(self) -> str:
+        """Install Java 17 and Maven if missing, fetch the zip, unpack it, create the user.
+
+        Idempotent and cached (the zip in Maven's local repository, the tree under
+        :func:`dist_root`). ``$RESILIENCE_MAVEN_REPO`` sets Maven's local repository.
+
+        Raises:
+            InstallError: names the failed step, its command and the tail of its output.
+        """
+        with install_lock(self.name):
+            began = time.monotonic()
+            done = [_ensure_java(self.name)]
+            if (self.home / _MARKER).is_file():
+                done.append(f"{self.name} {self.version} already at {self.home}")
+            else:
+                done.append(_ensure_maven(self.name))
+                self._fetch_and_unpack()
+                done.append(f"{self.name} {self.version} unpacked to {self.home}")
+            if os.geteuid() == 0:
+                done.append(ensure_run_user())
+            return "; ".join(done) + f" ({time.monotonic() - began:.1f} s)"
+
+    def _fetch_and_unpack(self) -> None:
+        root = dist_root()
+        with tempfile.TemporaryDirectory(prefix=f".{self.name}-", dir=root) as tmp:
+            cmd = [
+                "mvn",
+                "-B",
+                "-q",
+                "--strict-checksums",
+                "dependency:copy",
+                f"-Dartifact={self.artifact}",
+                f"-DoutputDirectory={tmp}",
+            ]
+            if os.environ.get("RESILIENCE_MAVEN_REPO"):
+                cmd.append(f"-Dmaven.repo.local={os.environ['RESILIENCE_MAVEN_REPO']}")
+            retry(lambda: run_step(self.name, cmd, timeout=900), what=f"fetch {self.artifact}")
+            zip_path = Path(tmp) / f"{self.name}-{self.version}.zip"
+            unpacked = Path(tmp) / "unpacked"
+            try:
+                _unzip(zip_path, unpacked)
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise InstallError(self.name, f"cannot unpack {zip_path}: {exc}") from exc
+            top = unpacked / f"{self.name}-{self.version}"
+            if not (top / "bin" / self.name).is_file():
+                raise InstallError(self.name, f"{zip_path} has no bin/{self.name}")
+            (top / _MARKER).write_text(f"{self.artifact}\n")
+            shutil.rmtree(self.home, ignore_errors=True)  # a half-done earlier attempt
+            top.rename(self.home)
+
+
+def dist_root() -> Path:
+    """Where distributions are unpacked: readable by :data:`RUN_USER` (see module doc)."""
+    cache = home()
+    if os.geteuid() != 0 or _searchable_by_others(cache):
+        return cache
+    SYSTEM_DIST_ROOT.mkdir(parents=True, exist_ok=True)
+    SYSTEM_DIST_ROOT.chmod(0o755)
+    return SYSTEM_DIST_ROOT
+
+
+def _searchable_by_others(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def java_home() -> Path | None:
+    """A Java 17 runtime: ``$RESILIENCE_JAVA_HOME`` or Debian's openjdk-17, else None.
+
+    OpenSearch 2.19 needs the security manager (gone in Java 24), so Java 17 it is.
+    """
+    env = os.environ.get("RESILIENCE_JAVA_HOME")
+    candidates = [Path(env)] if env else sorted(Path("/usr/lib/jvm").glob(_JAVA_GLOB))
+    for cand in candidates:
+        if (cand / "bin" / "java").is_file():
+            return cand
+    return None
+
+
+def _ensure_java(server: str) -> str:
+    if java_home() is not None:
+        return f"Java at {java_home()}"
+    return apt_install(server, ["openjdk-17-jre-headless"])
+
+
+def _ensure_maven(server: str) -> str:
+    if shutil.which("mvn") is not None:
+        return "Maven present"
+    return apt_install(server, ["maven"])
+
+
+def _unzip(zip_path: Path, dest: Path) -> None:
+    """Unpack keeping executable bits (zipfile drops them), everything readable by others."""
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            target = Path(zf.extract(info, dest))
+            mode = info.external_attr >> 16
+            if info.is_dir():
+                target.chmod(0o755)
+            else:
+                target.chmod(0o755 if mode & 0o111 else 0o644)
+
+
+def ensure_run_user() -> str:
+    """Create the system user and group :data:`RUN_USER` if missing (idempotent, root only).
+
+    Raises:
+        InstallError: groupadd or useradd failed.
+    """
+    try:
+        pwd.getpwnam(RUN_USER)
+        return f"user {RUN_USER} exists"
+    except KeyError:
+        pass
+    try:
+        grp.getgrnam(RUN_USER)
+    except KeyError:
+        _tolerate_exists(["groupadd", "--system", RUN_USER])
+    _tolerate_exists(
+        [
+            "useradd",
+            "--system",
+            "--gid",
+            RUN_USER,
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            RUN_USER,
+        ]
+    )
+    return f"created system user {RUN_USER}"
+
+
+def _tolerate_exists(cmd: list[str]) -> None:
+    try:
+        run_step(RUN_USER, cmd, timeout=60)
+    except InstallError as exc:  # exit 9: another process created it meanwhile
+        if "status 9" not in str(exc):
+            raise
+
+
+class SearchNode(Server):
+    """One single-node Elasticsearch or OpenSearch server on loopback (see module doc).
+
+    Args:
+        data_dir: holds the log (``<name>.log``) and, when not root, the node's files.
+        name: label and node name.
+        http_port: a free one when omitted; it is :attr:`port`.
+        transport_port: a free one when omitted.
+        heap_mb: JVM heap (-Xms and -Xmx).
+        jvm_options: extra JVM options, after the distribution's.
+    """
+
+    dist: Distribution  # set by each subclass
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        name: str | None = None,
+        http_port: int | None = None,
+        transport_port: int | None = None,
+        heap_mb: int = 512,
+        jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS,
+    ) -> None:
+        if heap_mb < 128:
+            raise ValueError(f"heap_mb must be >= 128, got {heap_mb}")
+        ports = {"http": http_port or free_port(), "transport": transport_port or free_port()}
+        super().__init__(
+            name or self.dist.name, kind=self.dist.name, data_dir=data_dir, ports=ports
+        )
+        self.heap_mb = heap_mb
+        self.jvm_options = list(jvm_options)
+        self.as_user = os.geteuid() == 0
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the HTTP port."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def node_dir(self) -> Path:
+        """The node's config, data, logs and tmp (see module doc)."""
+        if not self.as_user:
+            return self.data_dir / "node"
+        tag = hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+        return _runtime_root() / f"{self.name}-{tag}"
+
+    def prepare(self) -> None:
+        home = self.dist.home
+        if not (home / _MARKER).is_file():
+            raise NotInstalledError(
+                self.name,
+                f"{self.dist.name} is not installed at {home}",
+                install_hint=install_command(self.kind),
+            )
+        node = self.node_dir
+        if self.as_user:
+            ensure_run_user()
+            _collect_orphans()
+            (node / "origin").parent.mkdir(parents=True, exist_ok=True)
+            (node / "origin").write_text(str(self.data_dir.resolve()))
+            link = self.data_dir / "node"
+            if not link.is_symlink():
+                link.symlink_to(node)
+        conf = node / "config"
+        for sub in ("config", "data", "logs", "tmp"):
+            (node / sub).mkdir(parents=True, exist_ok=True)
+        for item in (home / "config").iterdir():
+            if item.is_file() and item.name != "jvm.options":
+                shutil.copy(item, conf / item.name)
+        settings = [
+            f"cluster.name: resilience-{self.name}",
+            f"node.name: {self.name}",
+            "discovery.type: single-node",
+            f"network.host: {self.host}",
+            f"http.port: {self.ports['http']}",
+            f"transport.port: {self.ports['transport']}",
+            f"path.data: {node / 'data'}",
+            f"path.logs: {node / 'logs'}",
+            "cluster.routing.allocation.disk.threshold_enabled: false",
+            *self.dist.settings,
+        ]
+        (conf / f"{self.dist.name}.yml").write_text("\n".join(settings) + "\n")
+        (conf / "jvm.options").write_text("\n".join(self._jvm_options(node)) + "\n")
+        if self.as_user:
+            user = pwd.getpwnam(RUN_USER)
+            for path in (node, *node.rglob("*")):
+                os.lchown(path, user.pw_uid, user.pw_gid)
+
+    def _jvm_options(self, node: Path) -> list[str]:
+        shipped = (self.dist.home / "config" / "jvm.options").read_text().splitlines()
+        kept = [
+            line
+            for line in shipped
+            if line.strip()
+            and not line.startswith("#")
+            and not any(word in line for word in _DROPPED_JVM_OPTIONS)
+        ]
+        return [
+            *kept,
+            f"-Xms{self.heap_mb}m",
+            f"-Xmx{self.heap_mb}m",
+            f"-XX:ErrorFile={node / 'logs' / 'hs_err_pid%p.log'}",
+            *self.jvm_options,
+        ]
+
+    def command(self) -> list[str]:
+        if java_home() is None:
+            raise NotInstalledError(
+                self.name, "no Java 17 runtime", install_hint=install_command(self.kind)
+            )
+        launcher = [str(self.dist.launcher)]
+        if not self.as_user:
+            return launcher
+        return [
+            "setpriv",
+            f"--reuid={RUN_USER}",
+            f"--regid={RUN_USER}",
+            "--clear-groups",
+            "--",
+            *launcher,
+        ]
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env.pop("JAVA_HOME", None)  # the launchers warn about it and use <PREFIX>_JAVA_HOME
+        node, prefix = self.node_dir, self.dist.env_prefix
+        env.update(
+            {
+                f"{prefix}_JAVA_HOME": str(java_home()),
+                f"{prefix}_PATH_CONF": str(node / "config"),
+                f"{prefix}_TMPDIR": str(node / "tmp"),
+                "TMPDIR": str(node / "tmp"),
+                "HOME": str(node),
+            }
+        )
+        return env
+
+    def jvm_pid(self) -> int | None:
+        """The server JVM's pid (the launcher may be its parent), or None."""
+        pgid = self.pid
+        if pgid is None or not self.is_running():
+            return None
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(proc.name)) != pgid:
+                    continue
+                if self.dist.main_class.encode() in (proc / "cmdline").read_bytes():
+                    return int(proc.name)
+            except OSError:
+                continue
+        return None
+
+    def kill(self) -> None:
+        """SIGKILL the group and wait (up to 10 s) until every process of it is gone.
+
+        The launcher leads the group and is reaped first; the server JVM dies a moment
+        later, and until then it still holds the ports a restart needs.
+        """
+        pgid = self.pid
+        super().kill()
+        end = time.monotonic() + 10.0
+        while pgid is not None and time.monotonic() < end and _group_alive(pgid):
+            time.sleep(0.02)
+
+    def rss_bytes(self) -> int | None:
+        """Resident memory of the server JVM (not its launcher), or None."""
+        pid = self.jvm_pid()
+        return read_rss_bytes(pid) if pid is not None else None
+
+
+def _runtime_root() -> Path:
+    root = Path(tempfile.gettempdir()) / "resilience-search"
+    root.mkdir(exist_ok=True)
+    root.chmod(0o711)  # others may enter a node dir they own, but not list the others
+    return root
+
+
+def _collect_orphans() -> None:
+    """Remove runtime directories whose ``data_dir`` no longer exists."""
+    for node in _runtime_root().iterdir():
+        origin = node / "origin"
+        try:
+            gone = origin.is_file() and not Path(origin.read_text()).exists()
+        except OSError:
+            continue
+        if gone:
+            shutil.rmtree(node, ignore_errors=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # not ours to signal, but it exists
+        return True
+    return True

@@ -1,0 +1,178 @@
+"""Elasticsearch through elasticsearch-py: index and search, freeze/thaw, stop, kill, restart.
+
+One session-scoped node (``real_server("elasticsearch")``) serves every test here; the
+tests that stop or kill it start it again on the same ports before they end. The first
+part checks the shared install/config logic of ``_search_common`` without a server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout
+
+from resilience.servers._base import NotInstalledError, Server, ServerSpec
+from resilience.servers._search_common import Distribution, SearchNode, _unzip
+from resilience.servers.elasticsearch import DISTRIBUTION, SPEC, ElasticsearchNode
+
+pytestmark = [pytest.mark.timeout(300)]
+
+INDEX_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
+
+
+def _proc_state(pid: int) -> str:
+    """One-letter state of ``pid`` from /proc (R, S, T for stopped...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.getpgid(int(proc.name)) == pgid:
+                    members.append(int(proc.name))
+            except OSError:
+                continue
+    return members
+
+
+# --- without a server --------------------------------------------------------------------
+
+
+def test_spec_is_registered_under_its_name() -> None:
+    """The registry's spec for elasticsearch builds an ElasticsearchNode."""
+    assert isinstance(SPEC, ServerSpec) and SPEC.name == "elasticsearch"
+    assert DISTRIBUTION.artifact.endswith(":elasticsearch:8.19.3:zip")
+
+
+def test_unzip_keeps_executable_bits_and_opens_everything_to_others(tmp_path: Path) -> None:
+    """An executable in the zip stays executable; a 0660 file becomes readable by others."""
+    archive = tmp_path / "d.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, mode in (("d/bin/run", 0o755), ("d/config/secret.yml", 0o660)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            zf.writestr(info, "x")
+    _unzip(archive, tmp_path / "out")
+    assert (tmp_path / "out/d/bin/run").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out/d/config/secret.yml").stat().st_mode & 0o777 == 0o644
+
+
+def test_start_without_the_distribution_names_the_install_command(tmp_path: Path) -> None:
+    """A node of a distribution that is not unpacked fails with the install command."""
+    missing = Distribution(
+        name="elasticsearch", group="g", version="0.0.0-missing", env_prefix="ES", main_class="M"
+    )
+
+    class Missing(SearchNode):
+        dist = missing
+
+    with pytest.raises(NotInstalledError, match="servers install elasticsearch"):
+        Missing(tmp_path).prepare()
+
+
+def test_bad_heap_is_refused_with_its_name(tmp_path: Path) -> None:
+    """A heap below 128 MB is a ValueError naming heap_mb."""
+    with pytest.raises(ValueError, match="heap_mb"):
+        ElasticsearchNode(tmp_path, heap_mb=64)
+
+
+def test_config_has_our_ports_and_no_relative_log_paths(tmp_path: Path) -> None:
+    """prepare() writes single-node loopback settings and jvm.options without gc.log."""
+    if not SPEC.is_installed():
+        pytest.skip("elasticsearch is not installed")
+    node = ElasticsearchNode(tmp_path, heap_mb=256)
+    node.prepare()
+    conf = node.node_dir / "config"
+    yml = (conf / "elasticsearch.yml").read_text()
+    assert f"http.port: {node.ports['http']}" in yml
+    assert f"transport.port: {node.ports['transport']}" in yml
+    assert "discovery.type: single-node" in yml and "xpack.security.enabled: false" in yml
+    jvm = (conf / "jvm.options").read_text()
+    assert "gc.log" not in jvm and "-Xmx256m" in jvm and "-XX:TieredStopAtLevel=1" in jvm
+
+
+# --- against the session's server ----------------------------------------------------------
+
+
+@pytest.fixture
+def es_node(real_server: Callable[[str], Server]) -> ElasticsearchNode:
+    node = real_server("elasticsearch")
+    assert isinstance(node, ElasticsearchNode)
+    return node
+
+
+def _new_index(node: ElasticsearchNode) -> str:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    node.client().indices.create(index=name, settings=INDEX_SETTINGS)
+    return name
+
+
+def test_index_and_search_through_elasticsearch_py(es_node: ElasticsearchNode) -> None:
+    """elasticsearch-py indexes a document and a match query finds it."""
+    es = es_node.client()
+    index = _new_index(es_node)
+    es.index(index=index, id="1", document={"title": "fail fast"}, refresh=True)
+    hits = es.search(index=index, query={"match": {"title": "fast"}})["hits"]
+    assert hits["total"]["value"] == 1 and hits["hits"][0]["_id"] == "1"
+
+
+def test_server_jvm_is_a_child_of_the_launcher_and_reports_memory(
+    es_node: ElasticsearchNode,
+) -> None:
+    """The server JVM is a separate process in the launcher's group; its RSS is reported."""
+    jvm = es_node.jvm_pid()
+    assert jvm is not None and jvm != es_node.pid
+    assert jvm in _group_members(es_node.pid or -1)
+    assert (es_node.rss_bytes() or 0) > 50 * 2**20
+
+
+def test_frozen_server_times_out_a_request_and_thawed_server_answers(
+    es_node: ElasticsearchNode,
+) -> None:
+    """While frozen (JVM stopped too) a 0.5 s request times out; after thaw it succeeds."""
+    es = es_node.client()
+    index = _new_index(es_node)
+    with es_node.frozen_for():
+        assert _proc_state(es_node.jvm_pid() or -1) == "T"
+        began = time.monotonic()
+        with pytest.raises(ConnectionTimeout):
+            es.options(request_timeout=0.5).count(index=index)
+        assert time.monotonic() - began < 5.0
+    assert es.options(request_timeout=10).count(index=index)["count"] == 0
+
+
+def test_restart_keeps_the_port_and_the_index_and_stop_leaves_nothing(
+    es_node: ElasticsearchNode,
+) -> None:
+    """After stop no process of the group is left; restart serves the same index, same port."""
+    es = es_node.client()
+    index = _new_index(es_node)
+    es.index(index=index, id="kept", document={"v": 1}, refresh=True)
+    port, pgid = es_node.port, es_node.pid or -1
+    es_node.stop()
+    assert _group_members(pgid) == []
+    with pytest.raises(TransportConnectionError):
+        es.options(request_timeout=1).count(index=index)
+    es_node.start(SPEC.start_timeout)
+    assert es_node.port == port
+    assert es_node.client().get(index=index, id="kept")["_source"] == {"v": 1}
+
+
+def test_killed_server_restarts_with_its_acknowledged_writes(es_node: ElasticsearchNode) -> None:
+    """A SIGKILLed node restarts on the same port and still has a refreshed document."""
+    es = es_node.client()
+    index = _new_index(es_node)
+    es.index(index=index, id="durable", document={"v": 2}, refresh=True)
+    es_node.kill()
+    assert not es_node.is_running()
+    es_node.start(SPEC.start_timeout)
+    assert es_node.client().get(index=index, id="durable")["_source"] == {"v": 2}
