@@ -7,6 +7,7 @@ machine and ``quick`` under one.
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import sys
@@ -52,12 +53,12 @@ def _versions() -> dict[str, Any]:
             out[dist] = "missing"
     memcached = shutil.which("memcached") or "/usr/bin/memcached"
     out["memcached"] = memcached
+    # The machine may be shared: the load says how much to trust microsecond figures.
+    out["load average at start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     return out
 
 
 def _cpus() -> str:
-    import os
-
     model = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:

@@ -34,19 +34,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
-
-from pymemcache.exceptions import (
-    MemcacheClientError,
-    MemcacheIllegalInputError,
-    MemcacheServerError,
-    MemcacheUnexpectedCloseError,
-    MemcacheUnknownError,
-)
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilience.clients import memcache_multi as _multi
 from resilience.clients._base import ErrorMap, IdempotencyTable, LazyDriver, idempotency_table
-from resilience.clients.memcache_node import NodePool
 from resilience.clients.memcache_ring import HashRing
 from resilience.config import MemcacheOptions
 from resilience.core.breaker import BreakerRegistry, CircuitBreaker
@@ -65,7 +57,10 @@ from resilience.errors import (
     ResilienceError,
 )
 
-__all__ = ["IDEMPOTENT", "READS", "Memcache"]
+if TYPE_CHECKING:
+    from resilience.clients.memcache_node import NodePool
+
+__all__ = ["IDEMPOTENT", "READS", "Memcache", "error_map"]
 
 T = TypeVar("T")
 SERVICE = "memcache"
@@ -97,17 +92,35 @@ IDEMPOTENT: IdempotencyTable = idempotency_table({
 READS = frozenset({"get", "gets", "get_many", "gets_many"})
 """Operations that return a miss instead of failing when ``fail_open`` is set."""
 
-ERRORS = ErrorMap([
-    (MemcacheIllegalInputError, None, "illegal input"),
-    (TimeoutError, BackendTimeoutError, "timed out"),
-    (MemcacheUnexpectedCloseError, BackendUnavailableError, "connection closed by the server"),
-    (ConnectionError, BackendUnavailableError, "connection failed"),
-    ((MemcacheUnknownError, MemcacheClientError, ValueError, IndexError, KeyError),
-     BackendProtocolError, "unexpected reply"),
-    (MemcacheServerError, BackendError, "server error"),
-    (OSError, BackendUnavailableError, "socket error"),
-])
-"""Driver exception -> resilience error, most specific first."""
+
+
+@cache
+def error_map() -> ErrorMap:
+    """Driver exception -> resilience error, most specific first.
+
+    Built on first use, so importing this module imports no driver (``resilience
+    config`` imports every client module). A rule mapping to None marks the caller's
+    bug: raised as ValueError, not counted against the node.
+    """
+    from pymemcache.exceptions import (
+        MemcacheClientError,
+        MemcacheIllegalInputError,
+        MemcacheServerError,
+        MemcacheUnexpectedCloseError,
+        MemcacheUnknownError,
+    )
+
+    return ErrorMap([
+        (MemcacheIllegalInputError, None, "illegal input"),
+        (TimeoutError, BackendTimeoutError, "timed out"),
+        (MemcacheUnexpectedCloseError, BackendUnavailableError,
+         "connection closed by the server"),
+        (ConnectionError, BackendUnavailableError, "connection failed"),
+        ((MemcacheUnknownError, MemcacheClientError, ValueError, IndexError, KeyError),
+         BackendProtocolError, "unexpected reply"),
+        (MemcacheServerError, BackendError, "server error"),
+        (OSError, BackendUnavailableError, "socket error"),
+    ])
 
 _monotonic = time.monotonic
 
@@ -210,6 +223,9 @@ class Memcache:
     # ---- life cycle --------------------------------------------------------------
 
     def _build_nodes(self) -> tuple[NodePool, ...]:
+        from resilience.clients.memcache_node import NodePool
+
+        error_map()  # build the table now, not inside the first failing call
         size = self.options.pool_size
         return tuple(NodePool(h, p, size, self._client_kwargs) for h, p in self._addresses)
 
@@ -286,8 +302,6 @@ class Memcache:
                 result = fn(client)
             except BaseException as exc:
                 node.discard(client)
-                if isinstance(exc, MemcacheIllegalInputError):
-                    raise _CallerError(exc) from exc
                 if self._nodes.closed:
                     raise BackendUnavailableError(
                         "client is closed", service=SERVICE, endpoint=endpoint, operation=op
@@ -421,9 +435,11 @@ class Memcache:
 def _mapped(exc: BaseException, op: str, endpoint: str) -> BaseException:
     if isinstance(exc, ResilienceError):
         return exc
-    if isinstance(exc, MemcacheIllegalInputError):
+    table = error_map()
+    rule = table.rule(exc)
+    if rule is not None and rule[1] is None:
         return _CallerError(exc)
-    return ERRORS.translate(exc, service=SERVICE, endpoint=endpoint, operation=op)
+    return table.translate(exc, service=SERVICE, endpoint=endpoint, operation=op)
 
 
 def _close_nodes(nodes: tuple[NodePool, ...]) -> None:

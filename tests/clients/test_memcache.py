@@ -165,3 +165,15 @@ def test_child_process_after_fork_uses_its_own_connections(memcached: Any,
     assert answer == b"1"
     assert cache._nodes.get() is parent_pool
     assert cache.get("k") == b"child"  # the parent's own connection still works
+
+
+def test_importing_the_wrapper_module_imports_no_driver() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, resilience.clients.memcache as m; "
+            "m.Memcache('127.0.0.1:1', environ={}); "
+            "print('pymemcache' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, check=True)
+    assert out.stdout.strip() == "False"

@@ -44,7 +44,7 @@ def test_keys_are_spread_over_all_three_nodes(memcached_cluster: Any,
 def test_one_frozen_node_is_ejected_while_the_others_serve_at_normal_speed(
         memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
     cache = make_cache(memcached_cluster.addresses)
-    cache.set_many({k: b"v" for k in KEYS})
+    cache.set_many({k: b"v" for k in KEYS}, timeout=2.0)
     groups = _by_node(cache)
     frozen = memcached_cluster.members[0]
     bad_keys = groups[frozen.address]
@@ -78,7 +78,7 @@ def test_one_frozen_node_is_ejected_while_the_others_serve_at_normal_speed(
 def test_get_many_with_a_frozen_node_returns_partial_results_within_the_deadline(
         memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
     cache = make_cache(memcached_cluster.addresses, retry_attempts=1)
-    cache.set_many({k: b"v" for k in KEYS})
+    cache.set_many({k: b"v" for k in KEYS}, timeout=2.0)
     groups = _by_node(cache)
     frozen = memcached_cluster.members[1]
     good = {k for a, ks in groups.items() if a != frozen.address for k in ks}
@@ -97,7 +97,7 @@ def test_get_many_with_a_frozen_node_returns_partial_results_within_the_deadline
 def test_get_many_fail_open_skips_the_failed_node(memcached_cluster: Any,
                                                  make_cache: Callable[..., Memcache]) -> None:
     cache = make_cache(memcached_cluster.addresses, fail_open=True)
-    cache.set_many({k: b"v" for k in KEYS})
+    cache.set_many({k: b"v" for k in KEYS}, timeout=2.0)
     groups = _by_node(cache)
     dead = memcached_cluster.members[2]
     dead.kill()
@@ -108,7 +108,7 @@ def test_get_many_fail_open_skips_the_failed_node(memcached_cluster: Any,
 def test_a_killed_node_fails_fast_and_the_others_are_untouched(
         memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
     cache = make_cache(memcached_cluster.addresses)
-    cache.set_many({k: b"v" for k in KEYS})
+    cache.set_many({k: b"v" for k in KEYS}, timeout=2.0)
     groups = _by_node(cache)
     dead = memcached_cluster.members[0]
     dead.kill()

@@ -108,7 +108,7 @@ def test_every_call_ends_within_its_deadline_and_breaker_opens_then_closes(
     fault = FAULTS[name](request)
     cache = make_cache([fault.address])
     breaker = cache.breaker(fault.address)
-    cache.set("k", b"x" * 200)  # a long value, so a slow drip takes seconds to arrive
+    cache.set("k", b"x" * 200, timeout=2.0)  # a long value, so a slow drip takes seconds to arrive
     with fault.active():
         outcomes = [_timed(lambda: cache.get("k")) for _ in range(8)]
         for elapsed, error in outcomes:
@@ -126,7 +126,7 @@ def test_timeouts_map_to_backend_timeout_with_the_socket_timeout_as_cause(
         request: pytest.FixtureRequest, make_cache: Callable[..., Memcache]) -> None:
     fault = _frozen(request)
     cache = make_cache([fault.address])
-    cache.get("warm")
+    cache.get("warm", timeout=2.0)  # set-up: generous, the machine may be loaded
     with fault.active(), pytest.raises(BackendTimeoutError) as info:
         cache.get("k")
     assert isinstance(info.value.__cause__, TimeoutError)
@@ -138,7 +138,7 @@ def test_slow_drip_is_cut_at_the_deadline_not_per_read(
     # Each byte arrives well inside the 100 ms budget: a per-recv timeout never fires.
     fault = _proxied(request, lambda: toxics.Slicer(average_size=1, delay_us=10_000))
     cache = make_cache([fault.address], retry_attempts=1)
-    cache.set("k", b"x" * 200)
+    cache.set("k", b"x" * 200, timeout=2.0)
     with fault.active():
         elapsed, error = _timed(lambda: cache.get("k"))
     assert isinstance(error, BackendTimeoutError)
@@ -149,7 +149,7 @@ def test_latency_below_the_timeout_succeeds(request: pytest.FixtureRequest,
                                            make_cache: Callable[..., Memcache]) -> None:
     fault = _proxied(request, lambda: toxics.Latency(latency_ms=20))
     cache = make_cache([fault.address])
-    cache.set("k", b"v")
+    cache.set("k", b"v", timeout=2.0)
     with fault.active():
         for _ in range(5):
             assert cache.get("k") == b"v"
@@ -190,7 +190,7 @@ def test_fail_open_reads_return_a_miss_and_still_count_as_failures(
         request: pytest.FixtureRequest, make_cache: Callable[..., Memcache]) -> None:
     fault = _frozen(request)
     cache = make_cache([fault.address], fail_open=True)
-    cache.set("k", b"v")
+    cache.set("k", b"v", timeout=2.0)
     seen: list[str] = []
     cache.events.add_listener(lambda e: seen.append(e.kind))
     with fault.active():
@@ -206,7 +206,7 @@ def test_flapping_node_never_blocks_a_call_and_ends_healthy(
         request: pytest.FixtureRequest, make_cache: Callable[..., Memcache]) -> None:
     fault = _frozen(request)
     cache = make_cache([fault.address])
-    cache.set("k", b"v")
+    cache.set("k", b"v", timeout=2.0)
     changes: list[str | None] = []
     cache.events.add_listener(
         lambda e: changes.append(e.new_state) if e.kind == "state_change" else None)
@@ -229,7 +229,7 @@ def test_no_thread_or_socket_leaks_over_200_faulted_calls(
         request: pytest.FixtureRequest, make_cache: Callable[..., Memcache]) -> None:
     fault = _proxied(request, lambda: toxics.Reset(after_bytes=1))
     cache = make_cache([fault.address], timeout=0.05, breaker_enabled=False)
-    cache.get("warm")
+    cache.get("warm", timeout=2.0)  # set-up: generous, the machine may be loaded
     threads, fds = thread_count(), open_fds()
     with fault.active():
         for _ in range(200):
