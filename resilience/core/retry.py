@@ -67,7 +67,18 @@ class RetryBudget:
         TypeError: options is not a RetryOptions (which validates its own ranges).
     """
 
-    __slots__ = ("_deposits", "_floor", "_lock", "_n", "_ratio", "_slot", "_width", "_withdrawals")
+    __slots__ = (
+        "_cur",
+        "_deposits",
+        "_floor",
+        "_lock",
+        "_n",
+        "_ratio",
+        "_rotate_at",
+        "_slot",
+        "_width",
+        "_withdrawals",
+    )
 
     def __init__(self, options: RetryOptions, *, buckets: int = 10) -> None:
         if not isinstance(options, RetryOptions):
@@ -76,44 +87,52 @@ class RetryBudget:
         self._floor = options.budget_min_per_second * options.budget_window
         self._n = buckets
         self._width = options.budget_window / buckets
-        self._slot = -1  # index of the newest bucket, in units of _width since 0
+        self._slot = -1  # the newest bucket, in units of _width since clock 0
+        self._rotate_at = -1.0  # when the newest bucket ends; first deposit rotates
+        self._cur = 0  # deposits in the newest bucket, folded into _deposits on rotation
         self._deposits = [0] * buckets
         self._withdrawals = [0] * buckets
         self._lock = threading.Lock()
 
     def deposit(self, now: float) -> None:
-        """Count one call made at ``now``."""
-        slot = int(now / self._width)
-        if slot != self._slot:
+        """Count one call made at ``now`` (lock-free unless a new bucket starts)."""
+        if now >= self._rotate_at:
             with self._lock:
-                self._advance(slot)
-        self._deposits[slot % self._n] += 1
+                self._rotate(now)
+        self._cur += 1
 
     def try_withdraw(self, now: float) -> bool:
         """Spend one retry if the budget allows it at ``now``; True if spent."""
-        slot = int(now / self._width)
         with self._lock:
-            self._advance(slot)
-            allowed = self._floor + self._ratio * sum(self._deposits)
+            self._rotate(now)
+            allowed = self._floor + self._ratio * (sum(self._deposits) + self._cur)
             if sum(self._withdrawals) + 1 > allowed:
                 return False
-            self._withdrawals[slot % self._n] += 1
+            self._withdrawals[self._slot % self._n] += 1
             return True
 
     def balance(self, now: float) -> float:
         """Retries still allowed at ``now`` (may be fractional)."""
         with self._lock:
-            self._advance(int(now / self._width))
-            return self._floor + self._ratio * sum(self._deposits) - sum(self._withdrawals)
+            self._rotate(now)
+            deposits = sum(self._deposits) + self._cur
+            return self._floor + self._ratio * deposits - sum(self._withdrawals)
 
-    def _advance(self, slot: int) -> None:
-        # Zero the buckets that fell out of the window since the newest one; lock held.
+    def _rotate(self, now: float) -> None:
+        # Start the bucket of `now` if it is newer: fold the running count into the
+        # old one and zero the buckets that left the window. Lock held.
+        slot = int(now / self._width)
         if slot <= self._slot:
             return
-        for s in range(max(self._slot + 1, slot - self._n + 1), slot + 1):
-            self._deposits[s % self._n] = 0
-            self._withdrawals[s % self._n] = 0
+        n = self._n
+        if self._slot >= 0:
+            self._deposits[self._slot % n] += self._cur
+        self._cur = 0
+        for s in range(max(self._slot + 1, slot - n + 1), slot + 1):
+            self._deposits[s % n] = 0
+            self._withdrawals[s % n] = 0
         self._slot = slot
+        self._rotate_at = (slot + 1) * self._width
 
 
 class RetryPolicy:
