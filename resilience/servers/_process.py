@@ -1,0 +1,132 @@
+"""Process-group helpers: signal, stop, wait until stopped, memory and start time from /proc.
+
+Each server runs in its own session and process group (``start_new_session=True``), so
+one ``killpg`` reaches every process it forked. Processes are looked up in ``/proc``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = [
+    "process_start_time",
+    "read_rss_bytes",
+    "signal_group",
+    "stop_group",
+    "wait_group_stopped",
+]
+
+
+def read_rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` (VmRSS from /proc), or None if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel start time of ``pid`` (field 22 of /proc/PID/stat) to detect pid reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (scans /proc)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_group_stopped(pgid: int, timeout: float = 2.0) -> bool:
+    """Wait until every thread of every process in group ``pgid`` is stopped (state T).
+
+    ``kill(SIGSTOP)`` returns before a thread busy on another CPU has stopped: without
+    this wait a request sent right after ``freeze()`` may still be served.
+    """
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(_threads_stopped(pid) for pid in _group_pids(pgid)):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def _threads_stopped(pid: int) -> bool:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True  # gone
+    for tid in tasks:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` exists that is not a zombie.
+
+    Zombies count as gone: a child re-parented to init waits for init to reap it, which
+    in a container may take a second or more, and it holds nothing (no port, no file).
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return bool(_group_pids(pgid))
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group is already gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_group(pgid: int, timeout: float, reap: Callable[[], object] | None = None) -> None:
+    """SIGCONT + SIGTERM the group, wait up to ``timeout`` s, then SIGKILL and wait 5 s more.
+
+    ``reap`` is called while waiting (``Popen.poll`` for our own child) so a zombie
+    leader does not keep the group "alive".
+    """
+    # A frozen process cannot act on SIGTERM: wake it first.
+    signal_group(pgid, signal.SIGCONT)
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    for sig_deadline, sig in ((timeout, signal.SIGKILL), (5.0, None)):
+        end = time.monotonic() + sig_deadline
+        while time.monotonic() < end:
+            if reap is not None:
+                reap()
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.02)
+        if sig is not None:
+            signal_group(pgid, sig)
