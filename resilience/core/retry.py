@@ -3,12 +3,12 @@
 Theory of operation
 -------------------
 The first attempt never touches this module's tenacity side: a healthy call pays only
-for a budget deposit, and tenacity is not even imported until the first retry (it
-pulls in asyncio, and tornado when installed). After a failed first attempt the
-pipeline builds a tenacity ``Retrying`` for that call (`RetryPolicy.retrying`) and
-drives tenacity's decision engine (``Retrying.iter``) itself, so one engine serves
-the sync and the async loop and the pipeline alone performs the sleeps and attempts.
-tenacity decides, in this order:
+for a budget deposit. tenacity is imported when a `RetryPolicy` that can retry is
+built, not by ``import resilience`` (it pulls in asyncio, and tornado when installed).
+After a failed first attempt the pipeline builds a tenacity ``Retrying`` for that call
+(`RetryPolicy.retrying`) and drives tenacity's decision engine (``Retrying.iter``)
+itself, so one engine serves the sync and the async loop and the pipeline alone
+performs the sleeps and attempts. tenacity decides, in this order:
 
 1. retry?   only if the error is transient (``is_transient``; by default
             `BackendTimeoutError` and `BackendUnavailableError`; never a
@@ -169,6 +169,11 @@ class RetryPolicy:
             budget = RetryBudget(options)
         self.budget: RetryBudget | None = budget or None
         self.rng = rng if rng is not None else random.Random()
+        if self.attempts > 1:
+            # Import tenacity now rather than on the first retry: the import (it pulls
+            # in asyncio, and tornado when installed) takes tens of ms on a cold
+            # process, which must not come out of a failing call's deadline.
+            import tenacity  # noqa: F401
 
     def delay(self, retry_number: int) -> float:
         """Backoff before retry ``retry_number`` (1 = the second attempt)."""
