@@ -14,13 +14,15 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from resilience.servers._base import NotInstalledError, ServerError, install_command
+from resilience.servers._errors import NotInstalledError, ServerError, install_command
+from resilience.servers._process import stop_group
 
 __all__ = [
     "InstallError",
@@ -103,32 +105,41 @@ def run_step(
 ) -> str:
     """Run one install command, bounded by ``timeout`` s; return its output.
 
+    The command runs in its own process group with its output in a temporary file (not
+    a pipe): on timeout the whole group is killed, so a grandchild (apt's dpkg, go's
+    compilers) cannot keep the step alive by holding a pipe open.
+
     Raises:
         InstallError: non-zero exit, timeout or missing program, with the output's tail.
     """
-    try:
-        done = subprocess.run(
-            list(cmd),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            check=False,
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.Popen(
+                list(cmd),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise InstallError(server, f"cannot run: {exc}", command=cmd) from exc
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(proc.pid, 5.0, reap=proc.poll)
+            proc.wait(5.0)
+            code = None
+        out.seek(0)
+        output = out.read().decode("utf-8", "replace")
+    if code is None:
+        raise InstallError(
+            server, f"timed out after {timeout:.0f} s", command=cmd, log_tail=_tail(output)
         )
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        tail = out.decode() if isinstance(out, bytes) else out
+    if code != 0:
         raise InstallError(
-            server, f"timed out after {timeout:.0f} s", command=cmd, log_tail=_tail(tail)
-        ) from exc
-    except OSError as exc:
-        raise InstallError(server, f"cannot run: {exc}", command=cmd) from exc
-    output = done.stdout + done.stderr
-    if done.returncode != 0:
-        raise InstallError(
-            server, f"exited with status {done.returncode}", command=cmd, log_tail=_tail(output)
+            server, f"exited with status {code}", command=cmd, log_tail=_tail(output)
         )
     return output
 
