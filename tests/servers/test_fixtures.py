@@ -16,7 +16,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from resilience.servers._base import Cluster, Server
-from resilience.testing._server_fixtures import required_servers
+from resilience.testing._server_fixtures import require_installed, required_servers
 
 GHOST_MODULE = """
 from resilience.servers._base import ServerSpec
@@ -173,3 +173,33 @@ def test_harness_modules_import_no_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+FRESH_TESTS = """
+import os
+from pathlib import Path
+
+PIDS = Path(__file__).with_name("pids.txt")
+
+def test_a(fresh_server, real_server):
+    mine = fresh_server("memcached")
+    assert mine is not real_server("memcached") and mine.is_running()
+    PIDS.write_text(str(mine.pid))
+
+def test_b():
+    pid = int(PIDS.read_text())
+    state = Path(f"/proc/{pid}/stat")
+    assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+"""
+
+
+def test_fresh_server_is_private_and_stopped_after_the_test(tmp_path: Path) -> None:
+    """fresh_server gives a server of the test's own, gone once the test has finished."""
+    require_installed("memcached")
+    (tmp_path / "test_fresh.py").write_text(FRESH_TESTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+         "-o", "addopts=", str(tmp_path / "test_fresh.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "2 passed" in done.stdout, done.stdout + done.stderr
