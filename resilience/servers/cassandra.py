@@ -41,7 +41,7 @@ import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from resilience.servers._base import NotInstalledError, Server, ServerSpec, install_command
 from resilience.servers._ports import free_port
@@ -70,6 +70,7 @@ VERSION = "5.0.9"  # the newest 5.0.x Maven Central served on 2026-11-30
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 PROTOCOL_VERSION = 5  # the newest native protocol both Cassandra 5.0 and the driver speak
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+START_TIMEOUT = 120.0  # seconds; 3-5 s quiet, up to ~15 s seen with load average 9
 _COMPLETE = ".complete"  # written last: a lib dir without it is a half-done install
 _JAVA17 = (
     "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
@@ -104,8 +105,9 @@ _LOGBACK = """<configuration>
 </configuration>
 """
 
-# The JPMS part of Cassandra 5.0's conf/jvm17-server.options, verbatim: without these the
-# daemon fails on reflective access to JDK internals.
+# The JPMS lines of Cassandra's conf/jvm17-server.options (the union of the two revisions
+# we read; the newer adds java.base/java.nio): without them the daemon fails on
+# reflective access to JDK internals.
 _JPMS = (
     "-Djdk.attach.allowAttachSelf=true",
     *(f"--add-exports={m}=ALL-UNNAMED" for m in (
@@ -254,6 +256,18 @@ class Cassandra(Server):
     def config_path(self) -> Path:
         return self.data_dir / "cassandra.yaml"
 
+    def start(self, timeout: float = START_TIMEOUT) -> Self:
+        """Start and wait until ready; the default allows for a loaded 2-core machine.
+
+        Raises:
+            ServerError: it exited or did not answer in time (with the log tail).
+        """
+        return super().start(timeout)
+
+    def restart(self, timeout: float = START_TIMEOUT) -> Self:
+        """Stop (gracefully, ~5 s) and start again on the same ports with the same data."""
+        return super().restart(timeout)
+
     def config(self) -> dict[str, str]:
         """The cassandra.yaml keys this node runs with (values as YAML text)."""
         d = self.data_dir
@@ -384,5 +398,5 @@ SPEC = ServerSpec(
     install=install,
     is_installed=is_installed,
     create=_create,
-    start_timeout=120.0,
+    start_timeout=START_TIMEOUT,
 )
