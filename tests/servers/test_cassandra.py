@@ -19,13 +19,7 @@ import pytest
 
 from resilience.servers import cassandra
 from resilience.servers._base import Cluster, NotInstalledError, Server, ServerError
-
-# TODO(harness): _server_fixtures.__all__ lacks _resilience_session_servers, so the plugin's
-# star import misses the fixture real_server depends on. Remove this import once it is there.
-from resilience.testing._server_fixtures import (
-    _resilience_session_servers,  # noqa: F401
-    require_installed,
-)
+from resilience.testing._server_fixtures import require_installed
 
 pytestmark = [pytest.mark.servers("cassandra"), pytest.mark.slow]
 
