@@ -98,6 +98,7 @@ def _plot(result: RunResult, path: Path) -> None:
 
     rows = [r for r in result.faults if r.stats is not None]
     faults = list(dict.fromkeys(f"{r.datastore}\n{r.fault}" for r in rows))
+    labels = [f.replace("-", "-\n", 1) if "\n" in f else f for f in faults]
     subjects = list(dict.fromkeys(r.subject for r in rows))
     fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * len(faults)), 5.0))
     width = 0.8 / max(1, len(subjects))
@@ -116,7 +117,7 @@ def _plot(result: RunResult, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("p99 time to outcome (s, log); hatched = hang, cut at the cap")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(faults))])
-    ax.set_xticklabels(faults, fontsize=7)
+    ax.set_xticklabels(labels, fontsize=7)
     ax.legend()
     ax.set_title("Failure latency: raw driver vs resilience wrapper")
     fig.tight_layout()

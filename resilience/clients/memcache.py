@@ -287,26 +287,24 @@ class Memcache:
         self, op: str, index: int, fn: Callable[[Any], T], timeout: float | None
     ) -> T:
         """Run ``fn(client)`` on node ``index`` through the pipeline."""
-        nodes = self._nodes.get()
-        node = nodes[index]
+        node = self._nodes.get()[index]
         connect_timeout = self.options.connect_timeout
-        endpoint = self._endpoints[index]
 
         def attempt(remaining: float) -> T:
-            deadline = _monotonic() + remaining
             try:
-                client = node.checkout(deadline, connect_timeout)
+                client = node.checkout(_monotonic() + remaining, connect_timeout)
             except BaseException as exc:
-                raise _mapped(exc, op, endpoint) from exc
+                raise _mapped(exc, op, self._endpoints[index]) from exc
             try:
                 result = fn(client)
             except BaseException as exc:
                 node.discard(client)
                 if self._nodes.closed:
                     raise BackendUnavailableError(
-                        "client is closed", service=SERVICE, endpoint=endpoint, operation=op
+                        "client is closed", service=SERVICE, endpoint=self._endpoints[index],
+                        operation=op,
                     ) from exc
-                raise _mapped(exc, op, endpoint) from exc
+                raise _mapped(exc, op, self._endpoints[index]) from exc
             node.checkin(client)
             return result
 

@@ -124,38 +124,39 @@ class NodePool:
         try:
             client = self._idle.pop()
         except IndexError:
-            client = Client(
-                self._server,
-                connect_timeout=connect_timeout,
-                timeout=connect_timeout,
-                socket_module=SOCKET_MODULE,
-                default_noreply=False,
-                **self._kwargs,
-            )
-            self._all.add(client)
-        sock = client.sock
-        if sock is None:
-            remaining = deadline - _monotonic()
-            if remaining <= 0:
-                self.discard(client)
-                raise TimeoutError("deadline reached before connecting")
-            client.connect_timeout = min(connect_timeout, remaining)
-            client.timeout = remaining
-            try:
-                client._connect()
-            except BaseException:
-                self.discard(client)
-                raise
-            sock = client.sock
-            if self._closed:  # close() ran while we connected: do not leak the socket
-                self.discard(client)
-                raise ConnectionAbortedError("client closed while connecting")
-        sock.deadline = deadline
+            return self._connect(deadline, connect_timeout)
+        client.sock.deadline = deadline  # idle clients always hold a connected socket
+        return client
+
+    def _connect(self, deadline: float, connect_timeout: float) -> Client:
+        client = Client(
+            self._server,
+            connect_timeout=connect_timeout,
+            timeout=connect_timeout,
+            socket_module=SOCKET_MODULE,
+            default_noreply=False,
+            **self._kwargs,
+        )
+        self._all.add(client)
+        remaining = deadline - _monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline reached before connecting")
+        client.connect_timeout = min(connect_timeout, remaining)
+        client.timeout = remaining
+        try:
+            client._connect()
+        except BaseException:
+            self.discard(client)
+            raise
+        if self._closed:  # close() ran while we connected: do not leak the socket
+            self.discard(client)
+            raise ConnectionAbortedError("client closed while connecting")
+        client.sock.deadline = deadline
         return client
 
     def checkin(self, client: Client) -> None:
         """Return a client whose call succeeded; it is kept if there is room."""
-        if not self._closed and len(self._idle) < self.size:
+        if not self._closed and client.sock is not None and len(self._idle) < self.size:
             self._idle.append(client)
         else:
             client.close()

@@ -13,8 +13,12 @@ import pytest
 from resilience.clients.memcache import Memcache
 
 # Fast-reacting settings for tests: a 100 ms budget, a breaker that judges after 4 calls
-# and reopens for 200 ms, so open -> half-open -> closed fits in a test.
+# and reopens for 200 ms, so open -> half-open -> closed fits in a test. Slow calls are
+# judged at 1 s, not the default 50 ms: on a loaded 2-core machine a healthy probe can
+# take longer than 50 ms, and a slow probe re-opens the breaker (a different behaviour,
+# tested in the core).
 FAST: dict[str, Any] = {
+    "breaker_slow_call_duration": 1.0,
     "timeout": 0.1,
     "connect_timeout": 0.1,
     "breaker_minimum_calls": 4,

@@ -70,7 +70,7 @@ def test_one_frozen_node_is_ejected_while_the_others_serve_at_normal_speed(
     finally:
         frozen.thaw()
     time.sleep(0.3)  # open interval passes; the next call to the node is the probe
-    assert cache.get(bad_keys[0]) == b"v"
+    assert cache.get(bad_keys[0], timeout=1.0) == b"v"
     assert cache.breaker(frozen.address).state(time.monotonic()) is BreakerState.CLOSED
     assert all(cache.get(k) == b"v" for k in bad_keys)
 
