@@ -255,3 +255,30 @@ def test_no_thread_or_socket_leaks_over_200_faulted_calls(
     assert open_fds() <= fds + 2  # the proxy's listening socket may be re-created
     node = cache._nodes.get()[0]
     assert node.open_count <= node.size
+
+
+def test_breaker_timing_follows_the_injected_clock(make_cache: Callable[..., Memcache],
+                                                    tmp_path: Any) -> None:
+    from resilience.servers.memcached import Memcached
+    from resilience.testing.clock import FakeClock
+
+    clock = FakeClock()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cache = make_cache([f"127.0.0.1:{port}"], retry_attempts=1, clock=clock)
+    breaker = cache.breaker(f"127.0.0.1:{port}")
+    for _ in range(4):
+        with pytest.raises(BackendUnavailableError):
+            cache.get("k")
+    assert breaker.state(clock.monotonic()) is BreakerState.OPEN
+    server = Memcached(tmp_path / "up", port=port).start()
+    try:
+        with pytest.raises(CircuitOpenError) as info:
+            cache.get("k")  # the server is up, but no time has passed on the clock
+        assert info.value.retry_after == pytest.approx(0.2)
+        clock.advance(0.2)  # no sleeping: the open interval passes on the fake clock
+        assert cache.get("k") is None
+        assert breaker.state(clock.monotonic()) is BreakerState.CLOSED
+    finally:
+        server.kill()
