@@ -203,18 +203,20 @@ def _rejection(
     return err
 
 
-def _circuit_open(op: Operation, breaker: CircuitBreaker, now: float) -> CircuitOpenError:
+def _circuit_open(
+    op: Operation, breaker: CircuitBreaker, start: float, now: float
+) -> CircuitOpenError:
     # _rejection specialised for the hottest rejection; fields as _fast_error sets them.
     err: CircuitOpenError = _new(CircuitOpenError)
     err.__dict__ = {
         "service": op.service,
         "endpoint": breaker.name or op.endpoint,
         "operation": op.name,
-        "elapsed": 0.0,
+        "elapsed": now - start,
         "retry_after": breaker.retry_after(now),
     }
     if op.events.listeners:
-        _emit(op, breaker, "rejected", 0.0, reason="circuit_open", error=err)
+        _emit(op, breaker, "rejected", now - start, reason="circuit_open", error=err)
     return err
 
 

@@ -80,28 +80,34 @@ def call(
     if at <= start:
         return cast(T, _reject(op, breaker, DeadlineExceededError, start, start))
     bulkhead = op.bulkhead
-    if bulkhead is not None and not bulkhead.acquire(min(bulkhead.max_wait, at - start)):
-        return cast(T, _reject(op, breaker, BulkheadFullError, start, clock.monotonic()))
-    permit = breaker.acquire(start)  # never raises
+    now = start
+    if bulkhead is not None:
+        if not bulkhead.acquire(min(bulkhead.max_wait, at - start)):
+            return cast(T, _reject(op, breaker, BulkheadFullError, start, clock.monotonic()))
+        now = clock.monotonic()  # the wait for a permit came out of the budget
+        if now >= at:
+            bulkhead.release()
+            return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
+    permit = breaker.acquire(now)  # never raises
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
         # outside the try block below, which would cost a re-raise (~0.1 µs).
         if bulkhead is not None:
             bulkhead.release()
         if op.fallback is None:
-            raise _circuit_open(op, breaker, start)
-        return cast(T, _reject(op, breaker, CircuitOpenError, start, start))
+            raise _circuit_open(op, breaker, start, now)
+        return cast(T, _reject(op, breaker, CircuitOpenError, start, now))
     try:
         budget = op.budget
         if budget is not None:
-            budget.deposit(start)
+            budget.deposit(now)
         # The first attempt, inline: the healthy path is this block and nothing else.
         # The ambient deadline is set for nested calls, unless it already is this one.
         token = DEADLINE.set(at) if at != outer else None
         try:
-            result = attempt(at - start)
+            result = attempt(at - now)
         except Exception as exc:
-            _failed(op, breaker, permit, exc, start, start)
+            _failed(op, breaker, permit, exc, start, now)
             error = exc
         except BaseException:
             breaker.release(permit)  # cancelled or interrupted: no outcome to record
@@ -109,9 +115,9 @@ def call(
         else:
             end = clock.monotonic()
             if op.is_failure_result is None and not op.events.listeners:
-                breaker.on_success(permit, end, end - start)
+                breaker.on_success(permit, end, end - now)
             else:
-                _succeeded(op, breaker, permit, result, start, start, end)
+                _succeeded(op, breaker, permit, result, start, now, end)
             return result
         finally:
             if token is not None:
@@ -145,26 +151,32 @@ async def acall(
     if at <= start:
         return cast(T, _reject(op, breaker, DeadlineExceededError, start, start))
     bulkhead = op.bulkhead
-    if bulkhead is not None and not await bulkhead.aacquire(min(bulkhead.max_wait, at - start)):
-        return cast(T, _reject(op, breaker, BulkheadFullError, start, clock.monotonic()))
-    permit = breaker.acquire(start)  # never raises
+    now = start
+    if bulkhead is not None:
+        if not await bulkhead.aacquire(min(bulkhead.max_wait, at - start)):
+            return cast(T, _reject(op, breaker, BulkheadFullError, start, clock.monotonic()))
+        now = clock.monotonic()  # the wait for a permit came out of the budget
+        if now >= at:
+            bulkhead.release()
+            return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
+    permit = breaker.acquire(now)  # never raises
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
         # outside the try block below, which would cost a re-raise (~0.1 µs).
         if bulkhead is not None:
             bulkhead.release()
         if op.fallback is None:
-            raise _circuit_open(op, breaker, start)
-        return cast(T, _reject(op, breaker, CircuitOpenError, start, start))
+            raise _circuit_open(op, breaker, start, now)
+        return cast(T, _reject(op, breaker, CircuitOpenError, start, now))
     try:
         budget = op.budget
         if budget is not None:
-            budget.deposit(start)
+            budget.deposit(now)
         token = DEADLINE.set(at) if at != outer else None
         try:
-            result = await attempt(at - start)
+            result = await attempt(at - now)
         except Exception as exc:
-            _failed(op, breaker, permit, exc, start, start)
+            _failed(op, breaker, permit, exc, start, now)
             error = exc
         except BaseException:
             breaker.release(permit)
@@ -172,9 +184,9 @@ async def acall(
         else:
             end = clock.monotonic()
             if op.is_failure_result is None and not op.events.listeners:
-                breaker.on_success(permit, end, end - start)
+                breaker.on_success(permit, end, end - now)
             else:
-                _succeeded(op, breaker, permit, result, start, start, end)
+                _succeeded(op, breaker, permit, result, start, now, end)
             return result
         finally:
             if token is not None:
