@@ -14,7 +14,7 @@ import socket
 import statistics
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +43,46 @@ def _tracking_module(registry: list[socket.socket]) -> types.ModuleType:
     return module
 
 
-class RawSubject:
-    """pymemcache ``Client`` with its defaults (``budget`` None) or tuned timeouts."""
+def candidate_keys(target: int, count: int = 64) -> list[str]:
+    """Keys a subject may read for node ``target``; stored on that node only, so a client
+    that silently moves a dead node's keys elsewhere reads misses, as it would in life."""
+    return [f"bench:t{target}:{i}" for i in range(count)]
 
-    def __init__(self, name: str, host: str, port: int, budget: float | None) -> None:
+
+def _pick(keys: Sequence[str], owns: Callable[[str], bool]) -> str:
+    for key in keys:
+        if owns(key):
+            return key
+    raise RuntimeError("no candidate key maps to the target node")
+
+
+class RawSubject:
+    """pymemcache with its defaults (``budget`` None) or tuned timeouts: ``Client`` for
+    one node, ``HashClient`` (its own multi-node client) for several."""
+
+    def __init__(self, name: str, nodes: Sequence[tuple[str, int]], budget: float | None,
+                 target: int) -> None:
         from pymemcache.client.base import Client
+        from pymemcache.client.hash import HashClient
 
         self.name = name
         self._sockets: list[socket.socket] = []
         kwargs: dict[str, Any] = {"socket_module": _tracking_module(self._sockets)}
         if budget is not None:
             kwargs.update(connect_timeout=budget, timeout=budget)
-        self._client = Client((host, port), **kwargs)
+        keys = candidate_keys(target)
+        self._client: Any
+        if len(nodes) == 1:
+            self._client = Client(nodes[0], **kwargs)
+            self._key = keys[0]
+        else:
+            self._client = HashClient(list(nodes), **kwargs)
+            host, port = nodes[target]
+            owner = f"{host}:{port}"  # HashClient's own node key format
+            self._key = _pick(keys, lambda k: bool(self._client.hasher.get_node(k) == owner))
 
     def call(self) -> object:
-        return self._client.get(KEY)
+        return self._client.get(self._key)
 
     def abort(self) -> None:
         for sock in list(self._sockets):
@@ -76,20 +101,22 @@ class RawSubject:
 
 
 class WrapperSubject:
-    """The resilience wrapper for one node, with ``budget`` as timeout and connect cap."""
+    """The resilience wrapper with ``budget`` as timeout and connect cap."""
 
-    def __init__(self, host: str, port: int, budget: float) -> None:
+    def __init__(self, nodes: Sequence[tuple[str, int]], budget: float, target: int) -> None:
         from resilience.clients.memcache import Memcache
         from resilience.core.breaker import BreakerState
 
         self.name = "wrapper"
-        self._endpoint = f"{host}:{port}"
-        self._cache = Memcache([self._endpoint], timeout=budget, connect_timeout=budget,
-                               environ={})
+        endpoints = [f"{h}:{p}" for h, p in nodes]
+        self._endpoint = endpoints[target]
+        self._cache = Memcache(endpoints, timeout=budget, connect_timeout=budget, environ={})
+        self._key = _pick(candidate_keys(target),
+                          lambda k: self._cache.node_for(k) == self._endpoint)
         self._open_states = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
 
     def call(self) -> object:
-        return self._cache.get(KEY)
+        return self._cache.get(self._key)
 
     def abort(self) -> None:
         self._cache.close()
@@ -113,7 +140,10 @@ class MemcachedBench:
         self._host = host
 
     def start_server(
-        self, work_dir: str, wrap_command: Callable[[list[str]], list[str]] | None = None
+        self,
+        work_dir: str,
+        wrap_command: Callable[[list[str]], list[str]] | None = None,
+        targets: Sequence[int] = (0,),
     ) -> RunningServer:
         from resilience.servers.memcached import Memcached
 
@@ -139,26 +169,41 @@ class MemcachedBench:
         server.host = listen
         server.start(timeout=15.0)
         try:
-            with socket.create_connection((server.host, server.port), timeout=2.0) as sock:
-                sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (KEY.encode(), len(VALUE), VALUE))
-                if not sock.recv(64).startswith(b"STORED"):
-                    raise RuntimeError(f"{server}: could not store the benchmark key")
+            _store(server.host, server.port,
+                   [KEY, *(k for t in targets for k in candidate_keys(t))])
         except BaseException:
             server.stop()
             raise
         return server
 
-    def subject(self, kind: str, host: str, port: int, budget: float) -> Subject:
+    def subject(self, kind: str, nodes: Sequence[tuple[str, int]], budget: float,
+                target: int = 0) -> Subject:
         if kind == "raw-default":
-            return RawSubject(kind, host, port, None)
+            return RawSubject(kind, nodes, None, target)
         if kind == "raw-tuned":
-            return RawSubject(kind, host, port, budget)
+            return RawSubject(kind, nodes, budget, target)
         if kind == "wrapper":
-            return WrapperSubject(host, port, budget)
+            return WrapperSubject(nodes, budget, target)
         raise ValueError(f"unknown subject {kind!r}")
 
     def overhead(self, host: str, port: int, calls: int) -> list[OverheadRow]:
         return _overhead(host, port, calls)
+
+
+def _store(host: str, port: int, keys: list[str]) -> None:
+    """Store VALUE under ``keys`` on one node with a raw, bounded socket."""
+    with socket.create_connection((host, port), timeout=2.0) as sock:
+        sock.settimeout(2.0)
+        sock.sendall(b"".join(b"set %s 0 0 %d\r\n%s\r\n" % (k.encode(), len(VALUE), VALUE)
+                              for k in keys))
+        replies = b""
+        while replies.count(b"\r\n") < len(keys):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            replies += chunk
+        if replies.count(b"STORED\r\n") != len(keys):
+            raise RuntimeError(f"{host}:{port}: could not store the benchmark keys")
 
 
 def _peers(host: str, port: int) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:

@@ -20,7 +20,7 @@ in :mod:`resilience.bench.scenarios`; a datastore needs nothing fault-specific.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from resilience.bench.model import OverheadRow
@@ -81,23 +81,32 @@ class Datastore(Protocol):
     name: str
 
     def start_server(
-        self, work_dir: str, wrap_command: Callable[[list[str]], list[str]] | None = None
+        self,
+        work_dir: str,
+        wrap_command: Callable[[list[str]], list[str]] | None = None,
+        targets: Sequence[int] = (0,),
     ) -> RunningServer:
-        """Start one server and wait until it answers.
+        """Start one server, wait until it answers, and store the keys of ``targets``.
 
         Args:
             work_dir: a fresh directory for its data and logs.
             wrap_command: turns the server's command line into the one to run (for
                 example ``ip netns exec NS ...``); None runs it as is.
+            targets: the node indexes whose subjects' keys this server must hold (a
+                subject built with ``target=t`` reads a key stored only on servers
+                started with ``t`` in ``targets``).
         """
 
     def listen_host(self, host: str) -> None:
         """Make the next ``start_server`` bind ``host`` instead of 127.0.0.1."""
 
-    def subject(self, kind: str, host: str, port: int, budget: float) -> Subject:
-        """Build the subject ``kind`` (one of :data:`SUBJECTS`) for ``host:port``.
+    def subject(self, kind: str, nodes: Sequence[tuple[str, int]], budget: float,
+                target: int = 0) -> Subject:
+        """Build the subject ``kind`` (one of :data:`SUBJECTS`) for the ``nodes``.
 
         ``budget`` is the time budget of one call for ``raw-tuned`` and ``wrapper``.
+        With several nodes the raw subjects use the driver's own multi-node client and
+        ``call()`` reads a key that the subject's own hashing puts on ``nodes[target]``.
         """
 
     def overhead(self, host: str, port: int, calls: int) -> list[OverheadRow]:

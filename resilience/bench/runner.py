@@ -91,6 +91,7 @@ def measure(
     time_limit: float,
     open_calls: int = 1000,
     on_hang: Callable[[], None] | None = None,
+    pace: float = 0.0,
 ) -> Measurement:
     """Make up to ``calls`` calls (for at most ``time_limit`` s) and time each.
 
@@ -98,7 +99,8 @@ def measure(
     subject is then aborted, ``on_hang`` runs (the scenario clears its fault, which
     also releases a connect that ``abort`` cannot wake) and no further call is made.
     If the subject's breaker is open after the measured calls, ``open_calls`` more
-    calls time the cost of a rejection.
+    calls time the cost of a rejection. ``pace`` spaces the calls out (seconds), for
+    faults that change over time.
     """
     if calls < 1 or cap <= 0 or time_limit <= 0:
         raise ValueError(
@@ -125,6 +127,8 @@ def measure(
             if time.monotonic() >= ends:
                 note = f"stopped after {len(durations)} calls at the {time_limit:g} s limit"
                 break
+            if pace:
+                time.sleep(min(pace, max(0.0, ends - time.monotonic())))
         open_cost = _open_cost(subject, open_calls, ends + time_limit) if open_calls else None
         return Measurement(durations, outcomes, open_cost, note)
     finally:

@@ -17,13 +17,20 @@ latency-above / -below      proxy latency of 3x / 0.3x the budget
 reset                       proxy resets every connection
 slow-drip                   proxy slicer: one byte per 20 ms
 garbage                     proxy XORs every byte of the replies
+node-loss                   three nodes, one frozen: keys on the frozen node
+node-loss-others            three nodes, one frozen: keys on a surviving node
+flapping                    the server is frozen and thawed every 300 ms
 ==========================  =========================================================
+
+With several nodes the raw subjects are the driver's own multi-node client (for
+pymemcache, ``HashClient``), so the rows show what it does with a dead node.
 """
 
 from __future__ import annotations
 
 import socket
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,8 +41,8 @@ __all__ = ["SCENARIOS", "Scenario", "Site", "select"]
 
 
 class Site(Protocol):
-    host: str
-    port: int
+    nodes: list[tuple[str, int]]  # what subjects connect to
+    target: int  # the node whose keys the subjects read
 
     def inject(self) -> None: ...
 
@@ -63,13 +70,16 @@ class Scenario:
     warm: bool
     open: Callable[[Env], Site]
     unavailable: Callable[[], str | None] = lambda: None
+    pace: float = 0.0  # seconds between calls, for faults that change over time
 
 
 class _Site:
-    """A site whose fault is fixed (no inject/clear), around an address."""
+    """A site whose fault is fixed (no inject/clear), around one address."""
 
     def __init__(self, host: str, port: int, closers: list[Callable[[], Any]]) -> None:
         self.host, self.port, self._closers = host, port, closers
+        self.nodes = [(host, port)]
+        self.target = 0
 
     def inject(self) -> None:
         pass
@@ -176,6 +186,70 @@ class _ProxySite(_Site):
         self._proxy.clear()
 
 
+class _NodeLossSite:
+    """Three nodes; ``inject`` freezes the first. ``target`` 0 reads its keys, 1 reads
+    keys of a surviving node."""
+
+    def __init__(self, env: Env, target: int) -> None:
+        self.servers: list[RunningServer] = []
+        try:
+            for i in range(3):
+                self.servers.append(env.datastore.start_server(
+                    tempfile.mkdtemp(dir=env.work_dir), targets=(i,)))
+        except BaseException:
+            self.close()
+            raise
+        self.nodes = [(s.host, s.port) for s in self.servers]
+        self.target = target
+
+    def inject(self) -> None:
+        self.servers[0].freeze()
+
+    def clear(self) -> None:
+        self.servers[0].thaw()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.thaw()
+            server.stop()
+
+
+class _FlappingSite(_Site):
+    """Frozen and thawed in turns every ``period`` seconds while injected (bounded by
+    ``clear``, which the runner always calls)."""
+
+    def __init__(self, env: Env, period: float = 0.3) -> None:
+        self._server = _server(env)
+        super().__init__(self._server.host, self._server.port, [self._server.stop])
+        self._period = period
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _flap(self) -> None:
+        frozen = True
+        self._server.freeze()
+        while not self._stop.wait(self._period):
+            frozen = not frozen
+            (self._server.freeze if frozen else self._server.thaw)()
+        self._server.thaw()
+
+    def inject(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._flap, name="bench-flap", daemon=True)
+        self._thread.start()
+
+    def clear(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+        self._server.thaw()
+
+    def close(self) -> None:
+        self.clear()
+        super().close()
+
+
 def _proxy(make: Callable[[Env], Any]) -> Callable[[Env], Site]:
     return lambda env: _ProxySite(env, lambda: make(env))
 
@@ -204,6 +278,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              _proxy(lambda env: _toxics().Slicer(average_size=1, delay_us=20_000))),
     Scenario("garbage", "reply bytes corrupted", True,
              _proxy(lambda env: _toxics().Garbage(ratio=1.0))),
+    Scenario("node-loss", "1 of 3 frozen, its keys", True, lambda env: _NodeLossSite(env, 0)),
+    Scenario("node-loss-others", "1 of 3 frozen, other keys", True,
+             lambda env: _NodeLossSite(env, 1)),
+    Scenario("flapping", "frozen/thawed every 300 ms", True, _FlappingSite, pace=0.05),
 )
 
 

@@ -73,14 +73,15 @@ def _cpus() -> str:
 
 def _row(ds: plugin.Datastore, sc: scenarios.Scenario, kind: str, site: scenarios.Site,
          s: Settings) -> FaultRow:
-    subject = ds.subject(kind, site.host, site.port, s.budget)
+    subject = ds.subject(kind, site.nodes, s.budget, site.target)
     try:
         if sc.warm:
             subject.call()  # a healthy call first: the fault hits an open connection
         site.inject()
         try:
             m = measure(subject, calls=s.calls, cap=s.cap, time_limit=s.row_limit,
-                        open_calls=1000 if kind == "wrapper" else 0, on_hang=site.clear)
+                        open_calls=1000 if kind == "wrapper" else 0, on_hang=site.clear,
+                        pace=sc.pace)
         finally:
             site.clear()
         return FaultRow.measured(ds.name, sc.id, kind, m.durations, m.outcomes, s.cap,
