@@ -146,3 +146,69 @@ def test_install_is_idempotent_when_installed() -> None:
     started = time.monotonic()
     assert "already installed" in cassandra.install()
     assert time.monotonic() - started < 10.0
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cassandra.CassandraRing]:
+    require_installed("cassandra")
+    nodes = cassandra.ring(tmp_path_factory.mktemp("cassandra-ring"), nodes=2)
+    try:
+        nodes.start()
+    except ServerError as exc:
+        pytest.fail(f"cassandra ring did not start:\n{exc}", pytrace=False)
+    yield nodes
+    nodes.stop()
+
+
+def test_ring_nodes_see_each_other_on_one_address(two_nodes: cassandra.CassandraRing) -> None:
+    """Two nodes on 127.0.0.1 with their own ports form one ring the driver sees whole."""
+    cl = two_nodes.driver_cluster(timeout=5.0)
+    try:
+        cl.connect()
+        hosts = {(h.endpoint.address, h.endpoint.port) for h in cl.metadata.all_hosts()}
+    finally:
+        cl.shutdown()
+    assert hosts == set(two_nodes.endpoints)
+
+
+def test_ring_survives_one_frozen_node_at_consistency_one(
+    two_nodes: cassandra.CassandraRing,
+) -> None:
+    """With one of two replicas frozen, ONE still reads through the other node; ALL fails."""
+    from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, Unavailable
+    from cassandra.policies import HostFilterPolicy, RoundRobinPolicy
+    from cassandra.query import SimpleStatement
+
+    healthy, frozen = two_nodes.members
+    only_healthy = driver.ExecutionProfile(
+        load_balancing_policy=HostFilterPolicy(
+            RoundRobinPolicy(), lambda host: host.endpoint.port == healthy.port
+        ),
+        request_timeout=5.0,
+    )
+    cl = healthy.driver_cluster(
+        timeout=5.0, execution_profiles={driver.EXEC_PROFILE_DEFAULT: only_healthy}
+    )
+    try:
+        sess = cl.connect()
+        ks = "r_" + uuid.uuid4().hex[:12]
+        sess.execute(
+            f"CREATE KEYSPACE {ks} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 2}",
+            timeout=30,
+        )
+        sess.execute(f"CREATE TABLE {ks}.kv (k text PRIMARY KEY, v int)", timeout=30)
+        write = SimpleStatement(
+            f"INSERT INTO {ks}.kv (k, v) VALUES ('n', 5)", consistency_level=ConsistencyLevel.ALL
+        )
+        sess.execute(write, timeout=10)
+        read = f"SELECT v FROM {ks}.kv WHERE k = 'n'"
+        with frozen.frozen_for():
+            one = SimpleStatement(read, consistency_level=ConsistencyLevel.ONE)
+            row = sess.execute(one, timeout=5).one()
+            assert row is not None and row.v == 5
+            every = SimpleStatement(read, consistency_level=ConsistencyLevel.ALL)
+            with pytest.raises((OperationTimedOut, ReadTimeout, Unavailable)):
+                sess.execute(every, timeout=1.0)
+    finally:
+        cl.shutdown()

@@ -1,22 +1,14 @@
-"""Apache Cassandra 5.0 from Maven Central jars, run on Java 17 with our own minimal config.
+"""One Cassandra 5.0 node: config, JVM command line, readiness probe.
 
-Install (:func:`install`, ``resilience servers install cassandra``): a throwaway POM with
-one dependency, ``org.apache.cassandra:cassandra-all``, and ``mvn dependency:copy-
-dependencies`` put every runtime jar in ``$RESILIENCE_HOME/cassandra-<version>/lib``
-(about 100 jars, 67 MB). Maven's ``~/.m2`` is reused when present; Java 17 and Maven come
-from Debian packages when missing. Cassandra 5.0 runs on Java 11 or 17 only: Java 24+
-removed the security manager it installs.
+The JVM is started directly with main class ``org.apache.cassandra.service.
+CassandraDaemon``; no bin/cassandra script, no cassandra-env.sh. The config, the data,
+the commit log and the log file all live in the node's ``data_dir``; ``listen_address``
+and ``rpc_address`` are 127.0.0.1 with the node's own storage and native (CQL) ports, so
+several nodes run side by side on one address. Ready when the native port accepts and
+``SELECT release_version FROM system.local`` answers through cassandra-driver, each
+probe bounded by its timeout.
 
-Run (:class:`Cassandra`): the JVM is started directly with main class
-``org.apache.cassandra.service.CassandraDaemon``; no bin/cassandra script, no
-cassandra-env.sh. The config, the data, the commit log and the log file all live in the
-server's ``data_dir``; ``listen_address`` and ``rpc_address`` are 127.0.0.1 with our own
-storage and native (CQL) ports, so several nodes can run side by side. Ready when the
-native port accepts and ``SELECT release_version FROM system.local`` answers through
-cassandra-driver, each probe bounded by its timeout.
-
-Start-up here takes 4-7 s and about 350 MB of RSS (docs/servers-cassandra.md has the
-measurements). What buys that, measured against Cassandra's own JVM options:
+What the JVM options buy, measured against Cassandra's own (docs/servers-cassandra.md):
 
 * as root, CAP_IPC_LOCK is dropped (``setpriv``) so Cassandra's unconditional
   ``mlockall`` fails with a warning instead of pinning the whole heap: -350 MB RSS;
@@ -27,74 +19,29 @@ measurements). What buys that, measured against Cassandra's own JVM options:
 * a 512 MB heap, 64 MB memtables and no key/counter caches.
 
 Acknowledged writes survive :meth:`~resilience.servers._base.Server.kill`: the commit
-log syncs in ``batch`` mode (each write is acknowledged after its fsync) and is replayed
-at the next start. Cassandra's default, ``periodic``, replays only up to the last sync
+log syncs in ``batch`` mode (a write is acknowledged after its fsync) and is replayed at
+the next start. Cassandra's default, ``periodic``, replays only up to the last sync
 marker, so a kill would lose the writes of the last sync period.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from resilience.servers._base import NotInstalledError, Server, ServerSpec, install_command
+from resilience.servers._base import NotInstalledError, Server, install_command
 from resilience.servers._ports import free_port
-from resilience.servers.install import (
-    InstallError,
-    apt_install,
-    home,
-    install_lock,
-    retry,
-    run_step,
-)
+from resilience.servers.cassandra._install import COMPLETE, NAME, java17, lib_dir
 
-__all__ = [
-    "PROTOCOL_VERSION",
-    "SPEC",
-    "VERSION",
-    "Cassandra",
-    "install",
-    "is_installed",
-    "java17",
-    "lib_dir",
-]
+__all__ = ["MAIN_CLASS", "PROTOCOL_VERSION", "START_TIMEOUT", "Cassandra", "driver_cluster"]
 
-NAME = "cassandra"
-VERSION = "5.0.9"  # the newest 5.0.x Maven Central served on 2026-11-30
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 PROTOCOL_VERSION = 5  # the newest native protocol both Cassandra 5.0 and the driver speak
-DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 START_TIMEOUT = 120.0  # seconds; 3-5 s quiet, up to ~15 s seen with load average 9
-_COMPLETE = ".complete"  # written last: a lib dir without it is a half-done install
-_JAVA17 = (
-    "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
-    "/usr/lib/jvm/java-17-openjdk-arm64/bin/java",
-    "/usr/lib/jvm/java-17-openjdk/bin/java",
-    *sorted(glob.glob("/usr/lib/jvm/temurin-17*/bin/java")),
-)
-
-_POM = """<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>resilience.servers</groupId>
-  <artifactId>cassandra-jars</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.cassandra</groupId>
-      <artifactId>cassandra-all</artifactId>
-      <version>{version}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
 
 # Without a logback file, logback logs DEBUG to the console: 10x the output.
 _LOGBACK = """<configuration>
@@ -139,83 +86,6 @@ _JVM = (
 )
 
 
-def java17() -> Path:
-    """The Java 17 binary: ``$RESILIENCE_CASSANDRA_JAVA`` or a Debian/Temurin JDK 17.
-
-    Raises:
-        NotInstalledError: no Java 17 found (the message says how to install one).
-    """
-    override = os.environ.get("RESILIENCE_CASSANDRA_JAVA")
-    for cand in (override,) if override else _JAVA17:
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return Path(cand)
-    raise NotInstalledError(
-        NAME,
-        "no Java 17 (looked for " + ", ".join((override,) if override else _JAVA17) + ")",
-        install_hint=install_command(NAME) + " (or set RESILIENCE_CASSANDRA_JAVA)",
-    )
-
-
-def lib_dir(version: str = VERSION) -> Path:
-    """Where the jars of Cassandra ``version`` are cached (may not exist yet)."""
-    return home() / f"cassandra-{version}" / "lib"
-
-
-def is_installed() -> bool:
-    """True when Java 17 and a completed jar download are present (no network)."""
-    try:
-        java17()
-    except NotInstalledError:
-        return False
-    return (lib_dir() / _COMPLETE).is_file()
-
-
-def install() -> str:
-    """Fetch Cassandra's jars from Maven Central (and Java 17 and Maven from apt if missing).
-
-    Idempotent: a completed install returns at once. The download goes to a temporary
-    directory renamed into place only when Maven succeeded, so an interrupted install
-    leaves nothing half-done behind.
-
-    Raises:
-        InstallError: the step that failed (apt, mvn), its command and its output's tail.
-    """
-    with install_lock(NAME):
-        if is_installed():
-            return f"cassandra {VERSION} already installed ({lib_dir()})"
-        done = []
-        if not any(os.path.isfile(j) for j in _JAVA17):
-            done.append(apt_install(NAME, ["openjdk-17-jdk-headless"]))
-        if shutil.which("mvn") is None:
-            done.append(apt_install(NAME, ["maven"]))
-        done.append(_fetch_jars())
-        return "; ".join(done)
-
-
-def _fetch_jars() -> str:
-    target = lib_dir()
-    if (target / _COMPLETE).is_file():
-        return f"jars already in {target}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix="fetch-") as tmp:
-        work = Path(tmp)
-        (work / "pom.xml").write_text(_POM.format(version=VERSION))
-        out = work / "lib"
-        cmd = ["mvn", "-q", "-B", "-f", str(work / "pom.xml"),
-               f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-               "-DincludeScope=runtime", f"-DoutputDirectory={out}"]  # fmt: skip
-        env = {**os.environ, "JAVA_HOME": str(java17().parent.parent)}
-        retry(lambda: run_step(NAME, cmd, timeout=900, env=env), what="mvn copy-dependencies")
-        jars = sorted(out.glob("cassandra-all-*.jar"))
-        if not jars or not list(out.glob("jamm-*.jar")):
-            raise InstallError(NAME, f"mvn ran but {out} lacks cassandra-all or jamm", command=cmd)
-        (out / _COMPLETE).write_text(VERSION + "\n")
-        if target.exists():  # a half-done earlier attempt without the marker
-            shutil.rmtree(target)
-        out.rename(target)
-    return f"fetched {len(list(target.glob('*.jar')))} jars of cassandra {VERSION} into {target}"
-
-
 def _yaml(cfg: Mapping[str, str]) -> str:
     return "".join(f"{key}: {value}\n" for key, value in cfg.items())
 
@@ -231,6 +101,8 @@ class Cassandra(Server):
         yaml: cassandra.yaml keys to add or override, values as YAML text
             (``{"read_request_timeout": "500ms"}``).
         jvm_options: JVM options added after ours (a later option wins).
+        seeds: ``host:storage_port`` of the seed nodes; the node itself when omitted.
+        initial_token: this node's token (its single vnode); random when omitted.
     """
 
     def __init__(
@@ -243,6 +115,8 @@ class Cassandra(Server):
         heap_mb: int = 512,
         yaml: Mapping[str, str] | None = None,
         jvm_options: Sequence[str] = (),
+        seeds: Sequence[str] = (),
+        initial_token: int | None = None,
     ) -> None:
         if heap_mb < 256:
             raise ValueError(f"{name}: heap_mb must be >= 256 (Cassandra needs it), got {heap_mb}")
@@ -251,6 +125,13 @@ class Cassandra(Server):
         self.heap_mb = heap_mb
         self.yaml_overrides = dict(yaml or {})
         self.jvm_options = list(jvm_options)
+        self.seeds = list(seeds) or [f"{self.host}:{self.ports['storage']}"]
+        self.initial_token = initial_token
+
+    @property
+    def storage_address(self) -> str:
+        """``host:storage_port``: how other nodes (and ``seeds``) name this one."""
+        return f"{self.host}:{self.ports['storage']}"
 
     @property
     def config_path(self) -> Path:
@@ -283,7 +164,7 @@ class Cassandra(Server):
             "commitlog_sync": "batch",
             "commitlog_segment_size": "8MiB",  # 32 MiB by default, preallocated
             "seed_provider": "\n  - class_name: org.apache.cassandra.locator.SimpleSeedProvider"
-            f'\n    parameters:\n      - seeds: "{self.host}:{self.ports["storage"]}"',
+            f'\n    parameters:\n      - seeds: "{",".join(self.seeds)}"',
             "data_file_directories": f"[{d / 'data'}]",
             "commitlog_directory": str(d / "commitlog"),
             "saved_caches_directory": str(d / "saved_caches"),
@@ -309,6 +190,8 @@ class Cassandra(Server):
             "counter_cache_size": "0MiB",
             "file_cache_size": "32MiB",
         }
+        if self.initial_token is not None:
+            cfg["initial_token"] = str(self.initial_token)
         cfg.update(self.yaml_overrides)
         return cfg
 
@@ -320,7 +203,7 @@ class Cassandra(Server):
 
     def command(self) -> list[str]:
         libs = lib_dir()
-        if not (libs / _COMPLETE).is_file():
+        if not (libs / COMPLETE).is_file():
             raise NotInstalledError(
                 NAME, f"not installed (no jars in {libs})", install_hint=install_command(NAME)
             )
@@ -353,28 +236,8 @@ class Cassandra(Server):
         return self.release_version(timeout) is not None
 
     def driver_cluster(self, timeout: float = 5.0, **kwargs: Any) -> Any:
-        """A cassandra-driver ``Cluster`` for this node (not connected), timeouts ``timeout``.
-
-        Protocol v5 is fixed (no downgrade dance and its warnings); the default execution
-        profile has a round-robin policy and ``request_timeout=timeout``. ``kwargs`` go to
-        ``Cluster()`` and override these. The caller calls ``shutdown()``.
-        """
-        # lazily: importing the driver costs ~0.3 s and `import resilience` imports none
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import RoundRobinPolicy
-
-        profile = ExecutionProfile(
-            load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout
-        )
-        options: dict[str, Any] = {
-            "port": self.port,
-            "protocol_version": PROTOCOL_VERSION,
-            "execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
-            "connect_timeout": timeout,
-            "control_connection_timeout": timeout,
-        }
-        options.update(kwargs)
-        return Cluster([self.host], **options)
+        """This node as a cassandra-driver ``Cluster``, not connected (:func:`driver_cluster`)."""
+        return driver_cluster([(self.host, self.port)], timeout, **kwargs)
 
     def release_version(self, timeout: float = 2.0) -> str | None:
         """``release_version`` from ``system.local`` through cassandra-driver, or None."""
@@ -388,15 +251,26 @@ class Cassandra(Server):
         return None if row is None else str(row.release_version)
 
 
-def _create(work_dir: Path) -> Server:
-    return Cassandra(work_dir)
+def driver_cluster(
+    endpoints: Sequence[tuple[str, int]], timeout: float = 5.0, **kwargs: Any
+) -> Any:
+    """A cassandra-driver ``Cluster`` with ``endpoints`` (host, native port) as contact points.
 
+    Protocol v5 is fixed (no downgrade dance and its warnings); the default execution
+    profile has a round-robin policy and ``request_timeout=timeout``; ``connect_timeout``
+    and ``control_connection_timeout`` are ``timeout``. ``kwargs`` go to ``Cluster()``
+    and override these. Not connected; the caller calls ``shutdown()``.
+    """
+    # lazily: importing the driver costs ~0.3 s and `import resilience` imports none
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import RoundRobinPolicy
 
-SPEC = ServerSpec(
-    name=NAME,
-    description=f"Apache Cassandra {VERSION} from Maven Central jars, on Java 17",
-    install=install,
-    is_installed=is_installed,
-    create=_create,
-    start_timeout=START_TIMEOUT,
-)
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)
+    options: dict[str, Any] = {
+        "protocol_version": PROTOCOL_VERSION,
+        "execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
+        "connect_timeout": timeout,
+        "control_connection_timeout": timeout,
+    }
+    options.update(kwargs)
+    return Cluster(list(endpoints), **options)
