@@ -29,6 +29,7 @@ options (gc.log, hs_err, heap dumps: they would land in the read-only home) plus
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import hashlib
 import os
@@ -41,6 +42,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from resilience.servers._base import NotInstalledError, Server, install_command, read_rss_bytes
 from resilience.servers._ports import free_port
@@ -95,6 +97,7 @@ class Distribution:
         version: the version installed and run.
         env_prefix: prefix of the launcher's variables (``ES`` -> ``ES_JAVA_HOME``...).
         main_class: the server JVM's main class (to find it among the launcher's processes).
+        sha256: digest of the zip, checked after every fetch.
         settings: extra lines of the node's YAML config.
     """
 
@@ -103,6 +106,7 @@ class Distribution:
     version: str
     env_prefix: str
     main_class: str
+    sha256: str
     settings: Sequence[str] = field(default=())
 
     @property
@@ -132,7 +136,6 @@ class Distribution:
             InstallError: names the failed step, its command and the tail of its output.
         """
         with install_lock(self.name):
-            began = time.monotonic()
             done = [_ensure_java(self.name)]
             if (self.home / _MARKER).is_file():
                 done.append(f"{self.name} {self.version} already at {self.home}")
@@ -142,24 +145,45 @@ class Distribution:
                 done.append(f"{self.name} {self.version} unpacked to {self.home}")
             if os.geteuid() == 0:
                 done.append(ensure_run_user())
-            return "; ".join(done) + f" ({time.monotonic() - began:.1f} s)"
+            return "; ".join(done)
+
+    def _fetch(self, dest: Path) -> Path:
+        """Copy the zip out of Maven's local repository (downloading it) and check it.
+
+        The Elasticsearch zip has no checksum files on Maven Central, so Maven cannot
+        verify it: the SHA-256 pinned here does. A mismatch removes the cached copy, so a
+        retry downloads it again.
+        """
+        repo = os.environ.get("RESILIENCE_MAVEN_REPO")
+        cmd = [
+            "mvn",
+            "-B",
+            "-q",
+            "dependency:copy",
+            f"-Dartifact={self.artifact}",
+            f"-DoutputDirectory={dest}",
+        ]
+        if repo:
+            cmd.append(f"-Dmaven.repo.local={repo}")
+        run_step(self.name, cmd, timeout=900)
+        zip_path = dest / f"{self.name}-{self.version}.zip"
+        digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
+        if digest != self.sha256:
+            local = Path(repo) if repo else Path.home() / ".m2" / "repository"
+            cached = local.joinpath(*self.group.split("."), self.name, self.version, zip_path.name)
+            cached.unlink(missing_ok=True)
+            zip_path.unlink()
+            raise InstallError(
+                self.name,
+                f"{self.artifact} has SHA-256 {digest}, expected "
+                f"{self.sha256}; removed the cached copy {cached}",
+            )
+        return zip_path
 
     def _fetch_and_unpack(self) -> None:
         root = dist_root()
         with tempfile.TemporaryDirectory(prefix=f".{self.name}-", dir=root) as tmp:
-            cmd = [
-                "mvn",
-                "-B",
-                "-q",
-                "--strict-checksums",
-                "dependency:copy",
-                f"-Dartifact={self.artifact}",
-                f"-DoutputDirectory={tmp}",
-            ]
-            if os.environ.get("RESILIENCE_MAVEN_REPO"):
-                cmd.append(f"-Dmaven.repo.local={os.environ['RESILIENCE_MAVEN_REPO']}")
-            retry(lambda: run_step(self.name, cmd, timeout=900), what=f"fetch {self.artifact}")
-            zip_path = Path(tmp) / f"{self.name}-{self.version}.zip"
+            zip_path = retry(lambda: self._fetch(Path(tmp)), what=f"fetch {self.artifact}")
             unpacked = Path(tmp) / "unpacked"
             try:
                 _unzip(zip_path, unpacked)
@@ -419,6 +443,10 @@ class SearchNode(Server):
                 continue
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """The base record plus the server JVM's pid and the HTTP URL."""
+        return {**super().describe(), "jvm_pid": self.jvm_pid(), "url": self.url}
+
     def kill(self) -> None:
         """SIGKILL the group and wait (up to 10 s) until every process of it is gone.
 
@@ -445,15 +473,31 @@ def _runtime_root() -> Path:
 
 
 def _collect_orphans() -> None:
-    """Remove runtime directories whose ``data_dir`` no longer exists."""
+    """Remove runtime directories whose ``data_dir`` is gone and whose node is not running."""
     for node in _runtime_root().iterdir():
         origin = node / "origin"
         try:
             gone = origin.is_file() and not Path(origin.read_text()).exists()
         except OSError:
             continue
-        if gone:
+        # Elasticsearch locks data/node.lock, OpenSearch data/nodes/0/node.lock
+        locks = [node / "data" / "node.lock", node / "data" / "nodes" / "0" / "node.lock"]
+        if gone and not any(_node_locked(lock) for lock in locks):
             shutil.rmtree(node, ignore_errors=True)
+
+
+def _node_locked(lock_file: Path) -> bool:
+    """True while a server holds its data directory's lock (a POSIX lock, as Java takes)."""
+    try:
+        with lock_file.open("rb+") as fh:
+            try:
+                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.lockf(fh, fcntl.LOCK_UN)
+    except OSError:  # no lock file: the node never started or its data is gone
+        return False
+    return False
 
 
 def _group_alive(pgid: int) -> bool:

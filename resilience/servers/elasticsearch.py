@@ -37,6 +37,7 @@ DISTRIBUTION = Distribution(
     version=VERSION,
     env_prefix="ES",
     main_class="org.elasticsearch.bootstrap.Elasticsearch",
+    sha256="c4b08b70523700efde9f3e4c9287229f085c2c0db1efca5c6a7d65abbdb9f2e1",
     settings=("xpack.security.enabled: false",),
 )
 

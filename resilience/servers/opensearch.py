@@ -32,6 +32,7 @@ DISTRIBUTION = Distribution(
     version=VERSION,
     env_prefix="OPENSEARCH",
     main_class="org.opensearch.bootstrap.OpenSearch",
+    sha256="71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293",
 )
 
 

@@ -8,6 +8,9 @@ part checks the shared install/config logic of ``_search_common`` without a serv
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 import zipfile
@@ -19,7 +22,13 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 
 from resilience.servers._base import NotInstalledError, Server, ServerSpec
-from resilience.servers._search_common import Distribution, SearchNode, _unzip
+from resilience.servers._search_common import (
+    Distribution,
+    SearchNode,
+    _collect_orphans,
+    _runtime_root,
+    _unzip,
+)
 from resilience.servers.elasticsearch import DISTRIBUTION, SPEC, ElasticsearchNode
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -69,7 +78,12 @@ def test_unzip_keeps_executable_bits_and_opens_everything_to_others(tmp_path: Pa
 def test_start_without_the_distribution_names_the_install_command(tmp_path: Path) -> None:
     """A node of a distribution that is not unpacked fails with the install command."""
     missing = Distribution(
-        name="elasticsearch", group="g", version="0.0.0-missing", env_prefix="ES", main_class="M"
+        name="elasticsearch",
+        group="g",
+        version="0.0.0-missing",
+        env_prefix="ES",
+        main_class="M",
+        sha256="",
     )
 
     class Missing(SearchNode):
@@ -98,6 +112,38 @@ def test_config_has_our_ports_and_no_relative_log_paths(tmp_path: Path) -> None:
     assert "discovery.type: single-node" in yml and "xpack.security.enabled: false" in yml
     jvm = (conf / "jvm.options").read_text()
     assert "gc.log" not in jvm and "-Xmx256m" in jvm and "-XX:TieredStopAtLevel=1" in jvm
+
+
+def test_orphan_runtime_dirs_go_unless_a_server_still_holds_the_lock(tmp_path: Path) -> None:
+    """A runtime dir whose data_dir is gone is removed, unless its node.lock is held."""
+    root = _runtime_root()
+    tag = uuid.uuid4().hex[:12]
+    held, free = root / f"test-held-{tag}", root / f"test-free-{tag}"
+    for node in (held, free):
+        (node / "data").mkdir(parents=True)
+        (node / "origin").write_text(str(tmp_path / "gone"))
+        (node / "data" / "node.lock").touch()
+    # Another process holds the lock, as the server JVM does (POSIX locks are per process).
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(held / "data" / "node.lock")], stdout=subprocess.PIPE
+    )
+    try:
+        assert locker.stdout is not None and locker.stdout.readline() == b"locked\n"
+        _collect_orphans()
+        assert held.exists() and not free.exists()
+    finally:
+        locker.kill()
+        locker.wait(5)
+        shutil.rmtree(held, ignore_errors=True)
+
+
+LOCKER = """
+import fcntl, sys, time
+fh = open(sys.argv[1], "rb+")
+fcntl.lockf(fh, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(30)
+"""
 
 
 # --- against the session's server ----------------------------------------------------------
