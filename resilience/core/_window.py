@@ -5,12 +5,12 @@ one, so an outcome reported late through an old permit lands in an orphaned wind
 cannot disturb the current one. Outcome codes are ``failed | slow << 1`` (0 ok, 1
 failed, 2 slow, 3 failed and slow).
 
-* :class:`CountWindow` keeps the last ``size`` codes in a ``deque(maxlen=size)``.
-  ``deque.append`` is one C call, atomic under the GIL, and evicts the oldest code in
-  the same step, so a fast success is recorded with no lock at all and no count is ever
-  lost. Totals are counted from an atomic copy when they are needed (on a failure, a
-  slow call or a snapshot): O(size) C work on the failure path, none on the success
-  path.
+* :class:`CountWindow` holds the last ``size`` outcomes without storing the successes.
+  Every outcome takes the next number from an ``itertools.count`` (one C call, atomic
+  under the GIL, so no number is lost or shared); a fast success does nothing else, with
+  no lock. Failures and slow calls (recorded under the breaker's lock, so in order) keep
+  their numbers in two deques. The window is the numbers in ``(last - size, last]``:
+  totals drop the numbers that fell out of it, O(1) amortised, and count what is left.
 * :class:`TimeWindow` splits ``duration`` into :data:`BUCKETS` buckets of equal width,
   indexed by ``floor(now / width)``, with running totals. Recording into a newer bucket
   first expires the buckets that left the window, so an outcome stays counted for
@@ -23,6 +23,7 @@ failed, 2 slow, 3 failed and slow).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 
@@ -34,43 +35,48 @@ BUCKETS = 10
 # A bucket index far in the past, so the first record clears every bucket.
 _NEVER = -(1 << 62)
 
-# How often totals() retries a copy that raced a concurrent append; in CPython the copy
-# is one C loop that no other thread can interleave, so the retry is belt and braces.
-_COPY_TRIES = 8
-
 
 class CountWindow:
     """The last ``size`` outcomes; fast successes are recorded without a lock.
+
+    ``record`` and ``totals`` expect the breaker's lock held; ``add_ok`` needs none.
 
     Args:
         size: outcomes kept; at least 1.
     """
 
-    __slots__ = ("_ring",)
+    __slots__ = ("_fails", "_seq", "_size", "_slows")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"window_size must be at least 1, got {size!r}")
-        self._ring: deque[int] = deque(maxlen=size)
+        self._size = size
+        self._seq = itertools.count()
+        self._fails: deque[int] = deque()  # numbers of failed outcomes, ascending
+        self._slows: deque[int] = deque()  # numbers of slow outcomes, ascending
 
     def add_ok(self, now: float) -> None:
-        """Record a fast success. Lock-free: one atomic ``deque.append``."""
-        self._ring.append(0)
+        """Record a fast success. Lock-free: one atomic ``next`` on the counter."""
+        next(self._seq)
 
     def record(self, now: float, code: int) -> None:
         """Record an outcome code (see the module docstring)."""
-        self._ring.append(code)
+        n = next(self._seq)
+        if code & 1:
+            self._fails.append(n)
+        if code & 2:
+            self._slows.append(n)
 
     def totals(self, now: float) -> tuple[int, int, int]:
-        """(calls, failures, slow calls) in the window, from one consistent copy."""
-        for _ in range(_COPY_TRIES):
-            try:
-                t = tuple(self._ring)
-            except RuntimeError:  # "deque mutated during iteration"
-                continue
-            both = t.count(3)
-            return len(t), t.count(1) + both, t.count(2) + both
-        raise RuntimeError("could not copy the breaker window")  # pragma: no cover
+        """(calls, failures, slow calls) among the last ``size`` outcomes."""
+        # The number the next outcome will get, read without taking it: repr is the one
+        # stable way to peek at an itertools.count ("count(42)"); this path is cold.
+        nxt = int(repr(self._seq)[6:-1])
+        oldest = nxt - self._size  # numbers below this have left the window
+        for q in (self._fails, self._slows):
+            while q and q[0] < oldest:
+                q.popleft()
+        return min(nxt, self._size), len(self._fails), len(self._slows)
 
 
 class TimeWindow:

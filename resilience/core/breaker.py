@@ -48,9 +48,9 @@ failure fails ``permit is self._closed_permit``.
 
 Locking. Lock-free: ``acquire`` in CLOSED and the pass-through modes (one read, one
 compare), an OPEN rejection, and a fast success with a count window (one atomic
-``deque.append``); a time window takes one short critical section. ``self._lock`` guards
-state, generation, window, probe counters and open deadline, for a few arithmetic
-operations (plus an O(window_size) C count on a count-window failure); it is never held
+``next()`` on a counter); a time window takes one short critical section. ``self._lock``
+guards state, generation, window, probe counters and open deadline, for a few
+arithmetic operations (O(1) amortised, whatever the window size); it is never held
 across the call nor while listeners run. Listeners run after it is released, in the
 thread that caused the change; one that raises is logged and skipped. Nothing blocks,
 so asyncio code uses the breaker as is.

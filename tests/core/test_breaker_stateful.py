@@ -110,9 +110,9 @@ class BreakerMachine(RuleBasedStateMachine):
         self.heard: list[tuple[str, str]] = []
 
     @initialize(
-        window_size=st.integers(1, 6),
-        minimum_calls=st.integers(1, 8),
-        failure_rate=st.sampled_from([0.2, 0.5, 1.0]),
+        window_size=st.integers(1, 8),
+        minimum_calls=st.integers(1, 10),
+        failure_rate=st.sampled_from([0.3, 0.5, 1.0]),
         slow_call_rate=st.sampled_from([0.3, 0.5, 1.0]),
         half_open_probes=st.integers(1, 3),
         jitter=st.sampled_from([0.0, 0.5]),
@@ -144,6 +144,13 @@ class BreakerMachine(RuleBasedStateMachine):
         duration = 1.0 if slow else 0.0  # exactly slow_call_duration counts as slow
         (self.b.on_failure if failed else self.b.on_success)(permit, self.now, duration)
         self.m.outcome(token, self.now, failed, slow)
+
+    @precondition(lambda self: self.calls)
+    @rule(i=st.integers(0, 100))
+    def finish_fast_success(self, i: int) -> None:
+        # The commonest outcome gets its own rule: windows then stay closed long enough
+        # to fill, wrap and evict old failures.
+        self.finish(i, failed=False, slow=False)
 
     @precondition(lambda self: self.calls)
     @rule(i=st.integers(0, 100))
