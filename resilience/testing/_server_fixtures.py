@@ -17,9 +17,10 @@ list of names, a missing required server fails the test instead. A server that i
 installed but cannot start always fails the test (with its log tail): a broken server
 is never silently skipped.
 
-Session-scoped servers are shared: a test may freeze, kill or stop a member, and the next
-use thaws or restarts it, but tests that break servers on purpose should prefer
-``fresh_server``, ``memcached`` or their own instance. Nothing here imports a driver.
+Session-scoped servers are shared: a test may freeze, kill or stop a member, and before
+the next test an autouse fixture thaws or restarts it (a few ``poll()`` calls when all is
+well), but tests that break servers on purpose should prefer ``fresh_server``,
+``memcached`` or their own instance. Nothing here imports a driver.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import pytest
 from resilience.servers._base import SERVERS, Cluster, Server, ServerError, get_spec
 
 __all__ = [
+    "_resilience_heal_servers",
     "_resilience_session_servers",
     "fresh_server",
     "memcached",
@@ -114,14 +116,18 @@ def _heal(topology: Topology, timeout: float) -> None:
         if member.frozen:
             member.thaw()
         if not member.is_running():
-            member.restart(timeout)
+            try:
+                member.restart(timeout)
+            except ServerError as exc:
+                pytest.fail(f"a shared server was left dead and could not restart:\n{exc}")
 
 
 class _SessionServers:
     """Started topologies cached by key for the session; stopped at its end."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.root: Path | None = None  # made on first start: most sessions start nothing
         self.started: dict[str, tuple[Topology, float]] = {}
         self.failed: dict[str, str] = {}  # key -> why; a broken JVM is not retried per test
         self.lock = threading.Lock()
@@ -135,6 +141,8 @@ class _SessionServers:
                 pytest.fail(self.failed[key], pytrace=False)
             cached = self.started.get(key)
             if cached is None:
+                if self.root is None:
+                    self.root = self.tmp_path_factory.mktemp("servers")
                 topology = factory(self.root / key)
                 try:
                     topology.start(timeout)
@@ -146,19 +154,40 @@ class _SessionServers:
         _heal(cached[0], cached[1])
         return cached[0]
 
+    def heal_all(self) -> None:
+        """Before each test: undo what an earlier test left frozen or dead."""
+        for topology, timeout in list(self.started.values()):
+            _heal(topology, timeout)
+
     def stop_all(self) -> None:
         for topology, _ in self.started.values():
             topology.stop()
         self.started.clear()
 
 
+_STASH_KEY = pytest.StashKey[_SessionServers]()
+
+
 @pytest.fixture(scope="session")
 def _resilience_session_servers(
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[_SessionServers]:
-    servers = _SessionServers(tmp_path_factory.mktemp("servers"))
+    servers = _SessionServers(tmp_path_factory)
+    request.config.stash[_STASH_KEY] = servers
     yield servers
     servers.stop_all()
+    del request.config.stash[_STASH_KEY]
+
+
+@pytest.fixture(autouse=True)
+def _resilience_heal_servers(request: pytest.FixtureRequest) -> None:
+    """Each test starts with the session's shared servers thawed and running.
+
+    Costs a few ``poll()`` calls when servers were started and nothing otherwise.
+    """
+    servers = request.config.stash.get(_STASH_KEY, None)
+    if servers is not None:
+        servers.heal_all()
 
 
 @pytest.fixture(scope="session")

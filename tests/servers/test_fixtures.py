@@ -47,29 +47,14 @@ def test_two(real_server):
 """
 
 
-def _child_pytest(tmp_path: Path, *, installed: bool, threads: int, require: str | None) -> str:
-    (tmp_path / "ghost_spec.py").write_text(
-        GHOST_MODULE.format(installed=installed, threads=threads)
-    )
-    (tmp_path / "conftest.py").write_text(CONFTEST.format(here=str(tmp_path)))
-    (tmp_path / "test_ghost.py").write_text(TESTS)
-    env = {k: v for k, v in os.environ.items() if k != "RESILIENCE_REQUIRE_SERVERS"}
-    if require is not None:
-        env["RESILIENCE_REQUIRE_SERVERS"] = require
+def _pytest(target: Path, env: dict[str, str] | None = None) -> str:
+    """Run pytest on ``target`` in a child process; return its output."""
+    args = [sys.executable, "-m", "pytest", "-q", "-rsfE", "-o", "addopts="]
+    # hypothesis' plugin costs seconds of import on a loaded machine; none is needed here
+    args += ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", str(target)]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-rsfE",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
+        args,
+        cwd=target if target.is_dir() else target.parent,
         env=env,
         capture_output=True,
         text=True,
@@ -77,6 +62,17 @@ def _child_pytest(tmp_path: Path, *, installed: bool, threads: int, require: str
         check=False,
     )
     return done.stdout + done.stderr
+
+
+def _child_pytest(tmp_path: Path, *, installed: bool, threads: int, require: str | None) -> str:
+    ghost = GHOST_MODULE.format(installed=installed, threads=threads)
+    (tmp_path / "ghost_spec.py").write_text(ghost)
+    (tmp_path / "conftest.py").write_text(CONFTEST.format(here=str(tmp_path)))
+    (tmp_path / "test_ghost.py").write_text(TESTS)
+    env = {k: v for k, v in os.environ.items() if k != "RESILIENCE_REQUIRE_SERVERS"}
+    if require is not None:
+        env["RESILIENCE_REQUIRE_SERVERS"] = require
+    return _pytest(tmp_path, env)
 
 
 def test_missing_server_skips_with_the_install_command(tmp_path: Path) -> None:
@@ -197,9 +193,36 @@ def test_fresh_server_is_private_and_stopped_after_the_test(tmp_path: Path) -> N
     """fresh_server gives a server of the test's own, gone once the test has finished."""
     require_installed("memcached")
     (tmp_path / "test_fresh.py").write_text(FRESH_TESTS)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "-o", "addopts=", str(tmp_path / "test_fresh.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert "2 passed" in done.stdout, done.stdout + done.stderr
+    out = _pytest(tmp_path / "test_fresh.py")
+    assert "2 passed" in out, out
+
+
+HEAL_TESTS = """
+import socket
+
+SHARED = []
+
+def test_a_breaks_the_shared_servers(real_server, zookeeper):
+    mc = real_server("memcached")
+    SHARED.extend([mc, zookeeper])
+    mc.kill()
+    zookeeper.freeze()
+
+def test_b_finds_them_working():
+    mc, zk = SHARED
+    for server in (mc, zk):
+        assert server.is_running() and not server.frozen
+    with socket.create_connection((mc.host, mc.port), timeout=2) as sock:
+        sock.sendall(b"version\\r\\n")
+        assert sock.recv(64).startswith(b"VERSION ")
+    assert zk.mode(2.0) == "standalone"
+"""
+
+
+def test_shared_servers_are_healed_before_each_test(tmp_path: Path) -> None:
+    """A session server one test killed or froze runs again, thawed, when the next test starts."""
+    require_installed("memcached")
+    require_installed("zookeeper")
+    (tmp_path / "test_heal.py").write_text(HEAL_TESTS)
+    out = _pytest(tmp_path / "test_heal.py")
+    assert "2 passed" in out, out
