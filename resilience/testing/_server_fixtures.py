@@ -11,7 +11,8 @@ Fixtures:
     fresh_server         function scope: ``fresh_server("zookeeper")`` gives a private
                          one, stopped after the test (for freeze/kill/restart tests).
 
-A server that is not installed skips the test, with the install command as the reason.
+A server that is not installed skips the test, with the install command as the reason
+(so does ``@pytest.mark.servers("name", ...)`` on a test that starts servers itself).
 With ``RESILIENCE_REQUIRE_SERVERS`` set to ``1``/``all`` (CI), or to a comma-separated
 list of names, a missing required server fails the test instead. A server that is
 installed but cannot start always fails the test (with its log tail): a broken server
@@ -183,8 +184,13 @@ def _resilience_session_servers(
 def _resilience_heal_servers(request: pytest.FixtureRequest) -> None:
     """Each test starts with the session's shared servers thawed and running.
 
-    Costs a few ``poll()`` calls when servers were started and nothing otherwise.
+    Also honours ``@pytest.mark.servers("name", ...)``: the test skips (or fails, when
+    required) unless every named server is installed. Costs a few ``poll()`` calls when
+    servers were started and nothing otherwise.
     """
+    for marker in request.node.iter_markers("servers"):
+        for name in marker.args:
+            require_installed(str(name))
     servers = request.config.stash.get(_STASH_KEY, None)
     if servers is not None:
         servers.heal_all()

@@ -39,11 +39,17 @@ SERVERS["ghost"] = "ghost_spec:SPEC"
 """
 
 TESTS = """
+import pytest
+
 def test_one(real_server):
     real_server("ghost")
 
 def test_two(real_server):
     real_server("ghost")
+
+@pytest.mark.servers("ghost")
+def test_three():
+    pass
 """
 
 
@@ -76,9 +82,10 @@ def _child_pytest(tmp_path: Path, *, installed: bool, threads: int, require: str
 
 
 def test_missing_server_skips_with_the_install_command(tmp_path: Path) -> None:
-    """Without RESILIENCE_REQUIRE_SERVERS a missing server skips, naming how to install it."""
+    """Without RESILIENCE_REQUIRE_SERVERS a missing server skips (fixture or marker), naming
+    how to install it."""
     out = _child_pytest(tmp_path, installed=False, threads=2, require=None)
-    assert "2 skipped" in out
+    assert "3 skipped" in out
     assert "python -m resilience servers install ghost" in out
 
 
@@ -86,20 +93,20 @@ def test_missing_server_skips_with_the_install_command(tmp_path: Path) -> None:
 def test_missing_required_server_fails(tmp_path: Path, require: str) -> None:
     """When the server is required (all, or by name) a missing one fails the test instead."""
     out = _child_pytest(tmp_path, installed=False, threads=2, require=require)
-    assert "2 failed" in out
+    assert "2 failed, 1 error" in out  # the marker is checked in a fixture: an error
     assert "RESILIENCE_REQUIRE_SERVERS requires ghost" in out
 
 
 def test_requiring_other_servers_still_skips_this_one(tmp_path: Path) -> None:
     """A comma list that does not name the server leaves it skippable."""
     out = _child_pytest(tmp_path, installed=False, threads=2, require="memcached,nsq")
-    assert "2 skipped" in out
+    assert "3 skipped" in out
 
 
 def test_installed_server_that_cannot_start_fails_once_per_session(tmp_path: Path) -> None:
     """A broken installed server fails every test that needs it, with its log, started only once."""
     out = _child_pytest(tmp_path, installed=True, threads=0, require=None)
-    assert "2 failed" in out
+    assert "2 failed, 1 passed" in out
     assert "Number of threads must be greater than 0" in out
     assert out.count("ghost: exited with status 1") >= 2  # the same cached failure
 
@@ -107,7 +114,7 @@ def test_installed_server_that_cannot_start_fails_once_per_session(tmp_path: Pat
 def test_installed_server_serves_the_session(tmp_path: Path) -> None:
     """An installed server is started once and both tests pass."""
     out = _child_pytest(tmp_path, installed=True, threads=2, require="1")
-    assert "2 passed" in out
+    assert "3 passed" in out
 
 
 def test_required_servers_parsing() -> None:
