@@ -196,7 +196,7 @@ class Cassandra(Server):
         return cfg
 
     def prepare(self) -> None:
-        for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
+        for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "tmp"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(_yaml(self.config()))
         (self.data_dir / "logback.xml").write_text(_LOGBACK)
@@ -220,6 +220,9 @@ class Cassandra(Server):
             f"-Dcassandra.config={self.config_path.as_uri()}",
             f"-Dcassandra.storagedir={self.data_dir}",
             f"-Dcassandra.logdir={self.data_dir}",
+            # lz4-java and snappy-java unpack their native libraries into java.io.tmpdir
+            # (/tmp whatever TMPDIR says) and a killed JVM never deletes them.
+            f"-Djava.io.tmpdir={self.data_dir / 'tmp'}",
             f"-Dlogback.configurationFile={self.data_dir / 'logback.xml'}",
             *self.jvm_options,
             "-cp",
