@@ -140,6 +140,18 @@ def test_heap_below_minimum_is_rejected_by_name(tmp_path: Path) -> None:
         cassandra.Cassandra(tmp_path, heap_mb=64)
 
 
+def test_ring_tokens_split_the_murmur3_range_evenly() -> None:
+    """N ring tokens start at the range's minimum and are 2**64 / N apart."""
+    assert cassandra.tokens(4) == [-(2**63), -(2**62), 0, 2**62]
+    assert cassandra.tokens(1) == [-(2**63)]
+
+
+def test_ring_of_zero_nodes_is_rejected(tmp_path: Path) -> None:
+    """A ring needs at least one node; zero is refused naming ``nodes``."""
+    with pytest.raises(ValueError, match="nodes"):
+        cassandra.ring(tmp_path, nodes=0)
+
+
 def test_install_is_idempotent_when_installed() -> None:
     """A second install finds the completed jar cache and does no work."""
     require_installed("cassandra")
