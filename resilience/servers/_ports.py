@@ -9,12 +9,13 @@ a server is down its port stays free of the source ports of outgoing connections
 
 from __future__ import annotations
 
+import errno
 import random
 import socket
 import threading
 from pathlib import Path
 
-__all__ = ["free_port", "free_ports", "port_is_free"]
+__all__ = ["free_port", "free_ports", "port_in_use", "port_is_free"]
 
 _LOW = 10_000
 _FALLBACK_EPHEMERAL_START = 32_768
@@ -41,6 +42,21 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool | None:
+    """True if something listens (or is bound) on ``host:port``, False if it is free,
+    None when ``host`` is not an address of this network namespace (say, inside another
+    namespace), so nothing can be told from here."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return None
+            return True
+    return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from resilience.servers._errors import LOG_TAIL_LINES, ServerError, install_command
-from resilience.servers._ports import port_is_free
+from resilience.servers._ports import port_in_use
 from resilience.servers._process import (
     process_start_time,
     read_rss_bytes,
@@ -165,10 +165,9 @@ class Server:
             raise self.error("already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # A taken port must fail here: otherwise the probe may reach whoever holds it and
-        # report this server ready while it died on "address already in use".
-        taken = [
-            f"{k}={p}" for k, p in self.ports.items() if p > 0 and not port_is_free(p, self.host)
-        ]
+        # report this server ready while it died on "address already in use". (A host of
+        # another network namespace cannot be checked from here: port_in_use gives None.)
+        taken = [f"{k}={p}" for k, p in self.ports.items() if p > 0 and port_in_use(p, self.host)]
         if taken:
             raise self.error(f"port already in use on {self.host}: {', '.join(taken)}")
         self.prepare()

@@ -180,3 +180,14 @@ def test_freeze_stops_and_thaw_resumes_the_group(tmp_path: Path) -> None:
         assert _state(server.pid) in ("S", "R")
     finally:
         server.stop()
+
+
+def test_port_in_use_tells_taken_free_and_foreign_addresses_apart() -> None:
+    """port_in_use: True for a listener, False for a free port, None for a non-local host."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert _ports.port_in_use(s.getsockname()[1]) is True
+    assert _ports.port_in_use(_ports.free_port()) is False
+    # TEST-NET-1 (RFC 5737) is assigned to no interface here
+    assert _ports.port_in_use(12345, "192.0.2.1") is None
