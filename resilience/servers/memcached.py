@@ -30,6 +30,7 @@ class Memcached(Server):
         port: TCP port; a free one when omitted.
         memory_mb: cache size (``-m``).
         threads: worker threads (``-t``).
+        host: address to listen on (``-l``); loopback unless you run it in a namespace.
     """
 
     def __init__(
@@ -40,8 +41,10 @@ class Memcached(Server):
         name: str = "memcached",
         memory_mb: int = 64,
         threads: int = 2,
+        host: str = "127.0.0.1",
     ) -> None:
-        super().__init__(name, kind=NAME, data_dir=data_dir, ports={"client": port or free_port()})
+        ports = {"client": port or free_port()}
+        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports, host=host)
         self.memory_mb = memory_mb
         self.threads = threads
 
