@@ -65,13 +65,15 @@ class Memcached(Server):
             return sock.recv(64).startswith(b"VERSION ")
 
 
-def cluster(data_dir: Path, nodes: int = 3, **kwargs: int) -> Cluster:
+def cluster(data_dir: Path, nodes: int = 3, *, memory_mb: int = 64, threads: int = 2) -> Cluster:
     """``nodes`` independent memcached nodes (memcached nodes know nothing of each other;
     the client shards keys), each on its own free port, not started."""
     if nodes < 1:
         raise ValueError(f"nodes must be >= 1, got {nodes}")
     members = [
-        Memcached(Path(data_dir) / f"node{i}", name=f"memcached-{i}", **kwargs)
+        Memcached(
+            Path(data_dir) / f"node{i}", name=f"memcached-{i}", memory_mb=memory_mb, threads=threads
+        )
         for i in range(1, nodes + 1)
     ]
     return Cluster("memcached", members)
