@@ -40,6 +40,9 @@ T = TypeVar("T")
 _apt_updated = False
 _apt_lock = threading.Lock()
 _POLICY_RC = Path("/usr/sbin/policy-rc.d")
+# Another process's apt (a second installer, unattended upgrades) holds dpkg's lock for a
+# while: wait for it rather than fail at once.
+_APT = ("apt-get", "-o", "DPkg::Lock::Timeout=300")
 
 
 class InstallError(ServerError):
@@ -192,11 +195,11 @@ def apt_install(server: str, packages: Sequence[str]) -> str:
     with _apt_lock, _no_service_start():
         if not _apt_updated:
             retry(
-                lambda: run_step(server, ["apt-get", "update", "-qq"], timeout=600, env=env),
+                lambda: run_step(server, [*_APT, "update", "-qq"], timeout=600, env=env),
                 what="apt-get update",
             )
             _apt_updated = True
-        cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+        cmd = [*_APT, "install", "-y", "-qq", "--no-install-recommends", *missing]
         retry(lambda: run_step(server, cmd, timeout=900, env=env), what="apt-get install")
     return f"apt-get installed {' '.join(missing)}"
 
