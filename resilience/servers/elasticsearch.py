@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resilience.servers._base import ServerSpec
-from resilience.servers._search_common import Distribution, SearchNode
+from resilience.servers._search_common import SearchNode
+from resilience.servers._search_install import Distribution
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from resilience.servers._base import ServerSpec
-from resilience.servers._search_common import Distribution, SearchNode
+from resilience.servers._search_common import SearchNode
+from resilience.servers._search_install import Distribution
 
 __all__ = ["DISTRIBUTION", "SPEC", "OpenSearchNode", "install", "is_installed"]
 

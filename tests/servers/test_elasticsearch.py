@@ -22,13 +22,8 @@ from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 
 from resilience.servers._base import NotInstalledError, Server, ServerSpec
-from resilience.servers._search_common import (
-    Distribution,
-    SearchNode,
-    _collect_orphans,
-    _runtime_root,
-    _unzip,
-)
+from resilience.servers._search_common import SearchNode, _collect_orphans, _runtime_root
+from resilience.servers._search_install import Distribution, _unzip
 from resilience.servers.elasticsearch import DISTRIBUTION, SPEC, ElasticsearchNode
 
 pytestmark = [pytest.mark.timeout(300)]
