@@ -17,7 +17,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     from resilience.bench.scenarios import SCENARIOS
 
     parser.add_argument("--quick", action="store_true",
-                        help="fewer calls, 2 s cap: under a minute")
+                        help="fewer calls, 1.5 s cap: under a minute")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"results folder (default {DEFAULT_OUT})")
     parser.add_argument("--datastores", default="memcached",

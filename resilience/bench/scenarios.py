@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from resilience.bench.plugin import Datastore, RunningServer
 
-__all__ = ["SCENARIOS", "Scenario", "Site", "select"]
+__all__ = ["SCENARIOS", "Scenario", "Site", "dispose", "select"]
 
 
 class Site(Protocol):
@@ -92,6 +92,16 @@ class _Site:
             fn()
 
 
+def dispose(server: RunningServer) -> None:
+    """Stop a benchmark server at once: SIGKILL when the harness offers it (a server
+    started for one row keeps nothing worth a graceful stop), else a normal stop."""
+    kill = getattr(server, "kill", None)
+    if callable(kill):
+        kill()
+    else:
+        server.stop()
+
+
 def _server(env: Env) -> RunningServer:
     return env.datastore.start_server(tempfile.mkdtemp(dir=env.work_dir))
 
@@ -118,7 +128,7 @@ class _NetnsSite(_Site):
         except BaseException:
             ns.close()
             raise
-        super().__init__(ns.ns_ip, self._server.port, [ns.close, self._server.stop])
+        super().__init__(ns.ns_ip, self._server.port, [ns.close, lambda: dispose(self._server)])
         self._rule_kind = rule
         self._rule: Any = None
 
@@ -156,7 +166,7 @@ def _connect_blackhole(env: Env) -> Site:
 class _FrozenSite(_Site):
     def __init__(self, env: Env) -> None:
         self._server = _server(env)
-        super().__init__(self._server.host, self._server.port, [self._server.stop])
+        super().__init__(self._server.host, self._server.port, [lambda: dispose(self._server)])
 
     def inject(self) -> None:
         self._server.freeze()
@@ -177,7 +187,7 @@ class _ProxySite(_Site):
         self._proxy = FaultProxy((self._server.host, self._server.port), seed=1).start()
         self._toxic = toxic
         host, port = self._proxy.address
-        super().__init__(host, port, [self._server.stop, self._proxy.stop])
+        super().__init__(host, port, [lambda: dispose(self._server), self._proxy.stop])
 
     def inject(self) -> None:
         self._proxy.add(self._toxic())
@@ -211,7 +221,7 @@ class _NodeLossSite:
     def close(self) -> None:
         for server in self.servers:
             server.thaw()
-            server.stop()
+            dispose(server)
 
 
 class _FlappingSite(_Site):
@@ -220,7 +230,7 @@ class _FlappingSite(_Site):
 
     def __init__(self, env: Env, period: float = 0.3) -> None:
         self._server = _server(env)
-        super().__init__(self._server.host, self._server.port, [self._server.stop])
+        super().__init__(self._server.host, self._server.port, [lambda: dispose(self._server)])
         self._period = period
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

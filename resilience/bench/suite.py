@@ -37,7 +37,7 @@ class Settings:
 
     @classmethod
     def quick(cls) -> Settings:
-        return cls(calls=10, cap=2.0, row_limit=1.5, overhead_calls=1000)
+        return cls(calls=12, cap=1.5, row_limit=1.0, overhead_calls=1000)
 
 
 def _versions() -> dict[str, Any]:
@@ -138,6 +138,6 @@ def run_suite(
                     result.overhead += ds.overhead(server.host, server.port,
                                                    settings.overhead_calls)
                 finally:
-                    server.stop()
+                    scenarios.dispose(server)
     result.elapsed = time.monotonic() - started
     return result
