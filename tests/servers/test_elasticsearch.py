@@ -21,7 +21,7 @@ import pytest
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 
-from resilience.servers._base import NotInstalledError, Server, ServerSpec
+from resilience.servers._base import NotInstalledError, Server, ServerError, ServerSpec
 from resilience.servers._search_common import SearchNode, _collect_orphans, _runtime_root
 from resilience.servers._search_install import Distribution, _unzip
 from resilience.servers.elasticsearch import DISTRIBUTION, SPEC, ElasticsearchNode
@@ -142,6 +142,20 @@ time.sleep(30)
 
 
 # --- against the session's server ----------------------------------------------------------
+
+
+def test_a_node_that_cannot_start_fails_with_the_reason_from_its_log(tmp_path: Path) -> None:
+    """A bad JVM option ends start() with a ServerError quoting the JVM's complaint."""
+    if not SPEC.is_installed():
+        pytest.skip("elasticsearch is not installed")
+    node = ElasticsearchNode(tmp_path, jvm_options=["-XX:+NoSuchOptionHere"])
+    try:
+        with pytest.raises(ServerError, match="exited with status") as failed:
+            node.start(60)
+    finally:
+        node.stop()
+    assert "NoSuchOptionHere" in str(failed.value)
+    assert "servers install elasticsearch" in str(failed.value)
 
 
 @pytest.fixture

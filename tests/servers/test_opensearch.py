@@ -17,7 +17,7 @@ import pytest
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout
 
-from resilience.servers._base import Server, ServerSpec
+from resilience.servers._base import Server, ServerError, ServerSpec
 from resilience.servers.opensearch import DISTRIBUTION, SPEC, OpenSearchNode
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -56,6 +56,20 @@ def test_config_has_our_ports_and_no_security_setting(tmp_path: Path) -> None:
     node.prepare()
     yml = (node.node_dir / "config" / "opensearch.yml").read_text()
     assert f"http.port: {node.ports['http']}" in yml and "xpack" not in yml
+
+
+def test_a_node_that_cannot_start_fails_with_the_reason_from_its_log(tmp_path: Path) -> None:
+    """A bad JVM option ends start() with a ServerError quoting the JVM's complaint."""
+    if not SPEC.is_installed():
+        pytest.skip("opensearch is not installed")
+    node = OpenSearchNode(tmp_path, jvm_options=["-XX:+NoSuchOptionHere"])
+    try:
+        with pytest.raises(ServerError, match="exited with status") as failed:
+            node.start(60)
+    finally:
+        node.stop()
+    assert "NoSuchOptionHere" in str(failed.value)
+    assert "servers install opensearch" in str(failed.value)
 
 
 @pytest.fixture
