@@ -8,7 +8,7 @@
 
 One node or many. Keys map to nodes on a ketama ring (:mod:`.memcache_ring`), each node
 has its own circuit breaker (keyed ``host:port`` in the breaker registry) and its own pool
-of pymemcache ``base.Client`` objects (:mod:`.memcache_node`). A failing or hanging node
+of pymemcache ``base.Client`` objects (:mod:`._memcache_node`). A failing or hanging node
 opens its breaker after a few calls; from then on its keys fail fast with
 CircuitOpenError (or read as misses with ``fail_open``) while other nodes serve normally.
 After the open interval one probe goes through; a success closes the breaker and the
@@ -58,7 +58,7 @@ from resilience.errors import (
 )
 
 if TYPE_CHECKING:
-    from resilience.clients.memcache_node import NodePool
+    from resilience.clients._memcache_node import NodePool
 
 __all__ = ["IDEMPOTENT", "READS", "Memcache", "error_map"]
 
@@ -223,7 +223,7 @@ class Memcache:
     # ---- life cycle --------------------------------------------------------------
 
     def _build_nodes(self) -> tuple[NodePool, ...]:
-        from resilience.clients.memcache_node import NodePool
+        from resilience.clients._memcache_node import NodePool
 
         error_map()  # build the table now, not inside the first failing call
         size = self.options.pool_size
