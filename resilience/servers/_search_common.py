@@ -40,8 +40,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from resilience.servers._base import NotInstalledError, Server, install_command, read_rss_bytes
-from resilience.servers._ports import free_port
+from resilience.servers._base import (
+    Cluster,
+    NotInstalledError,
+    Server,
+    install_command,
+    read_rss_bytes,
+)
+from resilience.servers._ports import free_port, free_ports
 from resilience.servers._search_install import (
     MARKER,
     RUN_USER,
@@ -50,7 +56,7 @@ from resilience.servers._search_install import (
     java_home,
 )
 
-__all__ = ["DEFAULT_JVM_OPTIONS", "SearchNode"]
+__all__ = ["DEFAULT_JVM_OPTIONS", "SearchNode", "search_cluster"]
 
 # C1 only and no pre-touching of the heap: measured to cut the start (docs/servers-search.md);
 # throughput hardly matters for a test server.
@@ -71,7 +77,10 @@ _DROPPED_JVM_OPTIONS = (
 
 
 class SearchNode(Server):
-    """One single-node Elasticsearch or OpenSearch server on loopback (see module doc).
+    """One Elasticsearch or OpenSearch node on loopback (see module doc).
+
+    Alone by default (single-node discovery); with ``seed_hosts`` it is a member of a
+    cluster (see :func:`search_cluster`).
 
     Args:
         data_dir: holds the log (``<name>.log``) and, when not root, the node's files.
@@ -80,6 +89,9 @@ class SearchNode(Server):
         transport_port: a free one when omitted.
         heap_mb: JVM heap (-Xms and -Xmx).
         jvm_options: extra JVM options, after the distribution's.
+        cluster_name: the cluster's name (``resilience-<name>`` by default).
+        seed_hosts: transport ``host:port`` of every member, to form a cluster.
+        initial_masters: node names of the members that vote in the first election.
     """
 
     dist: Distribution  # set by each subclass
@@ -93,6 +105,9 @@ class SearchNode(Server):
         transport_port: int | None = None,
         heap_mb: int = 512,
         jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS,
+        cluster_name: str | None = None,
+        seed_hosts: Sequence[str] = (),
+        initial_masters: Sequence[str] = (),
     ) -> None:
         if heap_mb < 128:
             raise ValueError(f"heap_mb must be >= 128, got {heap_mb}")
@@ -102,6 +117,9 @@ class SearchNode(Server):
         )
         self.heap_mb = heap_mb
         self.jvm_options = list(jvm_options)
+        self.cluster_name = cluster_name or f"resilience-{self.name}"
+        self.seed_hosts = list(seed_hosts)
+        self.initial_masters = list(initial_masters)
         self.as_user = os.geteuid() == 0
 
     @property
@@ -141,9 +159,9 @@ class SearchNode(Server):
             if item.is_file() and item.name != "jvm.options":
                 shutil.copy(item, conf / item.name)
         settings = [
-            f"cluster.name: resilience-{self.name}",
+            f"cluster.name: {self.cluster_name}",
             f"node.name: {self.name}",
-            "discovery.type: single-node",
+            *self._discovery(),
             f"network.host: {self.host}",
             f"http.port: {self.ports['http']}",
             f"transport.port: {self.ports['transport']}",
@@ -158,6 +176,14 @@ class SearchNode(Server):
             user = pwd.getpwnam(RUN_USER)
             for path in (node, *node.rglob("*")):
                 os.lchown(path, user.pw_uid, user.pw_gid)
+
+    def _discovery(self) -> list[str]:
+        if not self.seed_hosts:
+            return ["discovery.type: single-node"]
+        return [
+            f"discovery.seed_hosts: [{', '.join(self.seed_hosts)}]",
+            f"{self.dist.initial_masters_setting}: [{', '.join(self.initial_masters)}]",
+        ]
 
     def _jvm_options(self, node: Path) -> list[str]:
         shipped = (self.dist.home / "config" / "jvm.options").read_text().splitlines()
@@ -290,3 +316,35 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:  # not ours to signal, but it exists
         return True
     return True
+
+
+def search_cluster(
+    node_class: type[SearchNode], data_dir: Path, nodes: int = 3, heap_mb: int = 256
+) -> Cluster:
+    """``nodes`` members of one cluster on loopback, each master-eligible, not started.
+
+    Members start in parallel; the cluster forms once a majority is up. Each member's
+    probe waits for cluster health yellow through that member.
+
+    Raises:
+        ValueError: fewer than 2 nodes (use the node class alone for one).
+    """
+    if nodes < 2:
+        raise ValueError(f"nodes must be >= 2 for a cluster, got {nodes}")
+    kind = node_class.dist.name
+    names = [f"{kind}-{i}" for i in range(1, nodes + 1)]
+    transports = free_ports(nodes)
+    seeds = [f"127.0.0.1:{port}" for port in transports]
+    members = [
+        node_class(
+            Path(data_dir) / name,
+            name=name,
+            transport_port=port,
+            heap_mb=heap_mb,
+            cluster_name=f"resilience-{kind}-cluster",
+            seed_hosts=seeds,
+            initial_masters=names,
+        )
+        for name, port in zip(names, transports, strict=True)
+    ]
+    return Cluster(f"{kind}-cluster", members)

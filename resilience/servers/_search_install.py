@@ -56,6 +56,7 @@ class Distribution:
         env_prefix: prefix of the launcher's variables (``ES`` -> ``ES_JAVA_HOME``...).
         main_class: the server JVM's main class (to find it among the launcher's processes).
         sha256: digest of the zip, checked after every fetch.
+        initial_masters_setting: the setting that lists the first election's voters.
         settings: extra lines of the node's YAML config.
     """
 
@@ -65,6 +66,7 @@ class Distribution:
     env_prefix: str
     main_class: str
     sha256: str
+    initial_masters_setting: str
     settings: Sequence[str] = field(default=())
 
     @property

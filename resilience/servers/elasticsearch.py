@@ -21,14 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resilience.servers._base import ServerSpec
-from resilience.servers._search_common import SearchNode
+from resilience.servers._base import Cluster, ServerSpec
+from resilience.servers._search_common import SearchNode, search_cluster
 from resilience.servers._search_install import Distribution
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
-__all__ = ["DISTRIBUTION", "SPEC", "ElasticsearchNode", "install", "is_installed"]
+__all__ = ["DISTRIBUTION", "SPEC", "ElasticsearchNode", "cluster", "install", "is_installed"]
 
 VERSION = "8.19.3"
 
@@ -39,6 +39,7 @@ DISTRIBUTION = Distribution(
     env_prefix="ES",
     main_class="org.elasticsearch.bootstrap.Elasticsearch",
     sha256="c4b08b70523700efde9f3e4c9287229f085c2c0db1efca5c6a7d65abbdb9f2e1",
+    initial_masters_setting="cluster.initial_master_nodes",
     settings=("xpack.security.enabled: false",),
 )
 
@@ -73,6 +74,11 @@ class ElasticsearchNode(SearchNode):
             except (TransportError, ApiError):  # refused, timed out, 503 while starting
                 return False
             return health.get("timed_out") is False
+
+
+def cluster(data_dir: Path, nodes: int = 3, heap_mb: int = 256) -> Cluster:
+    """``nodes`` master-eligible ElasticsearchNodes forming one cluster, not started."""
+    return search_cluster(ElasticsearchNode, data_dir, nodes, heap_mb)
 
 
 def is_installed() -> bool:

@@ -19,11 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resilience.servers._base import ServerSpec
-from resilience.servers._search_common import SearchNode
+from resilience.servers._base import Cluster, ServerSpec
+from resilience.servers._search_common import SearchNode, search_cluster
 from resilience.servers._search_install import Distribution
 
-__all__ = ["DISTRIBUTION", "SPEC", "OpenSearchNode", "install", "is_installed"]
+__all__ = ["DISTRIBUTION", "SPEC", "OpenSearchNode", "cluster", "install", "is_installed"]
 
 VERSION = "2.19.6"
 
@@ -34,6 +34,7 @@ DISTRIBUTION = Distribution(
     env_prefix="OPENSEARCH",
     main_class="org.opensearch.bootstrap.OpenSearch",
     sha256="71d6d8b1c637f3faecda0752b184b1cc526fc6eaad59ec1408c6327bb00b9293",
+    initial_masters_setting="cluster.initial_cluster_manager_nodes",
 )
 
 
@@ -76,6 +77,11 @@ class OpenSearchNode(SearchNode):
         finally:
             client.close()
         return health.get("timed_out") is False
+
+
+def cluster(data_dir: Path, nodes: int = 3, heap_mb: int = 256) -> Cluster:
+    """``nodes`` master-eligible OpenSearchNodes forming one cluster, not started."""
+    return search_cluster(OpenSearchNode, data_dir, nodes, heap_mb)
 
 
 def is_installed() -> bool:

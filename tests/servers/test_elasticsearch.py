@@ -14,17 +14,18 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout
 
-from resilience.servers._base import NotInstalledError, Server, ServerError, ServerSpec
+from resilience.servers._base import Cluster, NotInstalledError, Server, ServerError, ServerSpec
 from resilience.servers._search_common import SearchNode, _collect_orphans, _runtime_root
 from resilience.servers._search_install import Distribution, _unzip
-from resilience.servers.elasticsearch import DISTRIBUTION, SPEC, ElasticsearchNode
+from resilience.servers.elasticsearch import DISTRIBUTION, SPEC, ElasticsearchNode, cluster
+from resilience.testing._server_fixtures import require_installed
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -79,6 +80,7 @@ def test_start_without_the_distribution_names_the_install_command(tmp_path: Path
         env_prefix="ES",
         main_class="M",
         sha256="",
+        initial_masters_setting="cluster.initial_master_nodes",
     )
 
     class Missing(SearchNode):
@@ -231,3 +233,44 @@ def test_killed_server_restarts_with_its_acknowledged_writes(es_node: Elasticsea
     assert not es_node.is_running()
     es_node.start(SPEC.start_timeout)
     assert es_node.client().get(index=index, id="durable")["_source"] == {"v": 2}
+
+
+# --- a three-node cluster --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def es_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_installed("elasticsearch")
+    nodes = cluster(tmp_path_factory.mktemp("es-cluster"), nodes=3)
+    try:
+        nodes.start(SPEC.start_timeout)
+    except ServerError as exc:
+        pytest.fail(f"elasticsearch cluster did not start:\n{exc}", pytrace=False)
+    yield nodes
+    nodes.stop()
+
+
+def test_cluster_serves_through_a_survivor_when_a_node_freezes_or_dies(
+    es_cluster: Cluster,
+) -> None:
+    """A frozen member times out while another answers; a killed one leaves data readable
+    through the others, and it rejoins on restart."""
+    first, second = es_cluster[0], es_cluster[1]
+    assert isinstance(first, ElasticsearchNode) and isinstance(second, ElasticsearchNode)
+    es = second.client(request_timeout=70)  # above the longest health wait below
+    assert es.cluster.health(wait_for_nodes="3", timeout="30s")["number_of_nodes"] == 3
+    index = f"t-{uuid.uuid4().hex[:12]}"
+    es.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 2})
+    es.index(index=index, id="1", document={"v": 1}, refresh=True)
+    es.cluster.health(index=index, wait_for_status="green", timeout="30s")
+    with first.frozen_for():
+        with pytest.raises(ConnectionTimeout):
+            first.client().options(request_timeout=0.5).get(index=index, id="1")
+        # its own copy, so the read does not wait on the frozen member
+        assert es.get(index=index, id="1", preference="_local")["_source"] == {"v": 1}
+    first.kill()
+    health = es.cluster.health(wait_for_nodes="2", wait_for_status="yellow", timeout="60s")
+    assert health["number_of_nodes"] == 2
+    assert es.get(index=index, id="1")["_source"] == {"v": 1}
+    first.start(SPEC.start_timeout)
+    assert es.cluster.health(wait_for_nodes="3", timeout="60s")["number_of_nodes"] == 3

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ import pytest
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import ConnectionTimeout
 
-from resilience.servers._base import Server, ServerError, ServerSpec
-from resilience.servers.opensearch import DISTRIBUTION, SPEC, OpenSearchNode
+from resilience.servers._base import Cluster, Server, ServerError, ServerSpec
+from resilience.servers.opensearch import DISTRIBUTION, SPEC, OpenSearchNode, cluster
+from resilience.testing._server_fixtures import require_installed
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -143,3 +144,46 @@ def test_killed_server_restarts_with_its_acknowledged_writes(os_node: OpenSearch
     assert not os_node.is_running()
     os_node.start(SPEC.start_timeout)
     assert os_node.client().get(index=index, id="durable")["_source"] == {"v": 2}
+
+
+@pytest.fixture(scope="module")
+def os_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_installed("opensearch")
+    nodes = cluster(tmp_path_factory.mktemp("os-cluster"), nodes=3)
+    try:
+        nodes.start(SPEC.start_timeout)
+    except ServerError as exc:
+        pytest.fail(f"opensearch cluster did not start:\n{exc}", pytrace=False)
+    yield nodes
+    nodes.stop()
+
+
+def test_cluster_serves_through_a_survivor_when_a_node_freezes_or_dies(
+    os_cluster: Cluster,
+) -> None:
+    """A frozen member times out while another answers; a killed one leaves data readable
+    through the others, and it rejoins on restart."""
+    first, second = os_cluster[0], os_cluster[1]
+    assert isinstance(first, OpenSearchNode) and isinstance(second, OpenSearchNode)
+    client = second.client(timeout=30)
+    wait = {"request_timeout": 70}
+    assert client.cluster.health(wait_for_nodes="3", timeout="30s", **wait)["number_of_nodes"] == 3
+    index = f"t-{uuid.uuid4().hex[:12]}"
+    body = {"settings": {"number_of_shards": 1, "number_of_replicas": 2}}
+    client.indices.create(index=index, body=body)
+    client.index(index=index, id="1", body={"v": 1}, refresh=True)
+    client.cluster.health(index=index, wait_for_status="green", timeout="30s", **wait)
+    with first.frozen_for():
+        with pytest.raises(ConnectionTimeout):
+            first.client().get(index=index, id="1", request_timeout=0.5)
+        # its own copy, so the read does not wait on the frozen member
+        assert client.get(index=index, id="1", preference="_local")["_source"] == {"v": 1}
+    first.kill()
+    health = client.cluster.health(
+        wait_for_nodes="2", wait_for_status="yellow", timeout="60s", **wait
+    )
+    assert health["number_of_nodes"] == 2
+    assert client.get(index=index, id="1")["_source"] == {"v": 1}
+    first.start(SPEC.start_timeout)
+    health = client.cluster.health(wait_for_nodes="3", timeout="60s", **wait)
+    assert health["number_of_nodes"] == 3
