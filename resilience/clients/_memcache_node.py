@@ -53,29 +53,42 @@ class DeadlineSocket(socket.socket):
         self.deadline = _INF
         self.armed: float | None = None
 
-    def _fit(self) -> None:
-        deadline = self.deadline
-        if deadline == _INF:
-            return  # not in a call (pymemcache's own connect/close paths)
-        remaining = deadline - _monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline reached")
-        armed = self.armed
-        if armed is None or not remaining - _SLACK <= armed <= remaining + _SLACK:
-            super().settimeout(remaining)
-            self.armed = remaining
-
     def settimeout(self, value: float | None) -> None:
-        super().settimeout(value)
+        _settimeout(self, value)
         self.armed = value
 
+    # recv and sendall repeat the same few lines instead of calling a helper: they run
+    # on every call, and a Python call and super() lookup are a measurable share of a
+    # 25 µs loopback round trip.
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self._fit()
-        return super().recv(bufsize, flags)
+        deadline = self.deadline
+        if deadline != _INF:
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                raise TimeoutError("deadline reached")
+            armed = self.armed
+            if armed is None or not remaining - _SLACK <= armed <= remaining + _SLACK:
+                _settimeout(self, remaining)
+                self.armed = remaining
+        return _recv(self, bufsize, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._fit()
-        super().sendall(data, flags)
+        deadline = self.deadline
+        if deadline != _INF:
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                raise TimeoutError("deadline reached")
+            armed = self.armed
+            if armed is None or not remaining - _SLACK <= armed <= remaining + _SLACK:
+                _settimeout(self, remaining)
+                self.armed = remaining
+        _sendall(self, data, flags)
+
+
+_settimeout = socket.socket.settimeout
+_recv = socket.socket.recv
+_sendall = socket.socket.sendall
 
 
 def _socket_module() -> types.ModuleType:
