@@ -98,8 +98,7 @@ def test_bad_heap_is_refused_with_its_name(tmp_path: Path) -> None:
 
 def test_config_has_our_ports_and_no_relative_log_paths(tmp_path: Path) -> None:
     """prepare() writes single-node loopback settings and jvm.options without gc.log."""
-    if not SPEC.is_installed():
-        pytest.skip("elasticsearch is not installed")
+    require_installed("elasticsearch")
     node = ElasticsearchNode(tmp_path, heap_mb=256)
     node.prepare()
     conf = node.node_dir / "config"
@@ -148,8 +147,7 @@ time.sleep(30)
 
 def test_a_node_that_cannot_start_fails_with_the_reason_from_its_log(tmp_path: Path) -> None:
     """A bad JVM option ends start() with a ServerError quoting the JVM's complaint."""
-    if not SPEC.is_installed():
-        pytest.skip("elasticsearch is not installed")
+    require_installed("elasticsearch")
     node = ElasticsearchNode(tmp_path, jvm_options=["-XX:+NoSuchOptionHere"])
     try:
         with pytest.raises(ServerError, match="exited with status") as failed:

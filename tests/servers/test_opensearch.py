@@ -51,8 +51,7 @@ def test_spec_is_registered_under_its_name() -> None:
 
 def test_config_has_our_ports_and_no_security_setting(tmp_path: Path) -> None:
     """prepare() writes single-node loopback settings and no xpack setting OpenSearch lacks."""
-    if not SPEC.is_installed():
-        pytest.skip("opensearch is not installed")
+    require_installed("opensearch")
     node = OpenSearchNode(tmp_path)
     node.prepare()
     yml = (node.node_dir / "config" / "opensearch.yml").read_text()
@@ -61,8 +60,7 @@ def test_config_has_our_ports_and_no_security_setting(tmp_path: Path) -> None:
 
 def test_a_node_that_cannot_start_fails_with_the_reason_from_its_log(tmp_path: Path) -> None:
     """A bad JVM option ends start() with a ServerError quoting the JVM's complaint."""
-    if not SPEC.is_installed():
-        pytest.skip("opensearch is not installed")
+    require_installed("opensearch")
     node = OpenSearchNode(tmp_path, jvm_options=["-XX:+NoSuchOptionHere"])
     try:
         with pytest.raises(ServerError, match="exited with status") as failed:
