@@ -287,8 +287,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['implementation']} {m['python']};"
         f" load average at start {m['load_average']}; {versions}.",
         f"{result['repeats']} rounds of {result['calls_per_sample']} calls per case;"
-        " median and p10/p90 over rounds. 'added' = µs over the bare call in the same"
-        " round; 'absolute' = the whole rejected call, raise and catch included.",
+        " median and p10/p90 over rounds, in process CPU time. 'added' = µs over the bare"
+        " call in the same round; 'absolute' = the whole rejected call, raise and catch"
+        " included.",
         "Produced by `python benchmarks/overhead.py --json benchmarks/results/overhead.json"
         " --markdown benchmarks/results/overhead.md`.",
         "",
