@@ -142,6 +142,9 @@ class Distribution:
 
     def _fetch_and_unpack(self) -> None:
         root = dist_root()
+        root.mkdir(parents=True, exist_ok=True)
+        if root == SYSTEM_DIST_ROOT:
+            root.chmod(0o755)  # the run user must reach the unpacked tree
         with tempfile.TemporaryDirectory(prefix=f".{self.name}-", dir=root) as tmp:
             zip_path = retry(lambda: self._fetch(Path(tmp)), what=f"fetch {self.artifact}")
             unpacked = Path(tmp) / "unpacked"
@@ -162,8 +165,6 @@ def dist_root() -> Path:
     cache = home()
     if os.geteuid() != 0 or _searchable_by_others(cache):
         return cache
-    SYSTEM_DIST_ROOT.mkdir(parents=True, exist_ok=True)
-    SYSTEM_DIST_ROOT.chmod(0o755)
     return SYSTEM_DIST_ROOT
 
 
