@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resilience.config import RetryOptions
 from resilience.core.retry import RetryBudget, RetryPolicy, default_is_transient
@@ -86,3 +89,51 @@ def test_policy_without_a_budget_has_none() -> None:
     assert RetryPolicy(RetryOptions(), budget=False).budget is None
     shared = RetryBudget(RetryOptions())
     assert RetryPolicy(RetryOptions(), budget=shared).budget is shared
+
+
+def test_budget_is_never_overspent_under_thread_contention() -> None:
+    budget = RetryBudget(
+        RetryOptions(budget_ratio=0.0, budget_min_per_second=10.0, budget_window=10.0)
+    )
+    granted: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait(timeout=5)
+        granted.extend(budget.try_withdraw(100.0) for _ in range(100))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sum(granted) == 100 and len(granted) == 800
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 0.5), st.sampled_from(["deposit", "withdraw"])),
+        max_size=200,
+    )
+)
+def test_withdrawals_stay_within_the_budget_of_their_window(
+    steps: list[tuple[float, str]],
+) -> None:
+    # Reference model: the same ten 0.1 s buckets over a 1 s window, counted exactly.
+    options = RetryOptions(budget_ratio=0.5, budget_min_per_second=2.0, budget_window=1.0)
+    budget = RetryBudget(options)
+    now = 100.0
+    events: list[tuple[int, str]] = []  # (bucket, kind)
+    for gap, kind in steps:
+        now += gap
+        bucket = int(now / 0.1)
+        if kind == "deposit":
+            budget.deposit(now)
+            events.append((bucket, kind))
+            continue
+        recent = [k for b, k in events if b > bucket - 10]
+        allowed = 2.0 + 0.5 * recent.count("deposit") - recent.count("withdraw")
+        assert budget.try_withdraw(now) == (allowed >= 1)
+        if allowed >= 1:
+            events.append((bucket, kind))
