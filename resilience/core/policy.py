@@ -63,7 +63,8 @@ class Policy:
             (not recorded as failures, never retried nor replaced by the fallback).
         is_failure_result: ``f(result) -> True`` for results that count as failures.
         is_transient: which failures are retried (default: backend timeouts and
-            unavailability; give your own for non-wrapper exceptions).
+            unavailability; give your own for non-wrapper exceptions). Ignored when
+            ``retry`` is a `RetryPolicy`, which carries its own.
         events: an `EventBus` to share; a fresh one by default (see ``.events``).
         clock: time source (inject a FakeClock in tests).
         rng: randomness for backoff and open-interval jitter.
