@@ -1,0 +1,277 @@
+"""The asyncio memcached wrapper: the same ring, breakers and pipeline, never blocking.
+
+::
+
+    cache = AsyncMemcache(["10.0.0.1:11211", "10.0.0.2:11211"], timeout=0.05)
+    await cache.set("user:1", b"...")
+    await cache.get("user:1")
+    await cache.aclose()
+
+It speaks the memcached text protocol itself on asyncio streams (``_memcache_aio``):
+running pymemcache in a thread pool would block a thread per call and could not be
+cancelled. Everything else is shared with :class:`~resilience.clients.memcache.Memcache`
+(``_memcache_common``): options and environment, the ketama ring, a breaker per node,
+retry policy, bulkheads, fail-open reads, events. Each attempt runs inside
+``asyncio.timeout(remaining)`` (the connect also within ``connect_timeout``); a
+connection whose request did not complete is closed, never reused.
+
+Values are bytes (str is stored UTF-8 encoded) with flags 0; there is no serde. An
+illegal key or value raises ValueError before any I/O and never counts against a node.
+One instance belongs to the event loop that first uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from resilience.clients._base import ErrorMap, LazyDriver
+from resilience.clients._memcache_aio import (
+    Conn,
+    ConnPool,
+    ProtocolError,
+    ReplyError,
+    check_key,
+    encode_value,
+)
+from resilience.clients._memcache_common import _MISS, SERVICE, MemcacheBase
+from resilience.core.pipeline import acall
+from resilience.errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ResilienceError,
+)
+
+__all__ = ["AsyncMemcache"]
+
+T = TypeVar("T")
+
+ERRORS = ErrorMap([
+    (TimeoutError, BackendTimeoutError, "timed out"),
+    (asyncio.IncompleteReadError, BackendUnavailableError, "connection closed by the server"),
+    (ConnectionError, BackendUnavailableError, "connection failed"),
+    ((ProtocolError, ReplyError, asyncio.LimitOverrunError), BackendProtocolError,
+     "unexpected reply"),
+    (OSError, BackendUnavailableError, "socket error"),
+])
+"""asyncio/stream exception -> resilience error, most specific first."""
+
+_STORE = {b"STORED": True, b"NOT_STORED": False}
+
+
+class AsyncMemcache(MemcacheBase):
+    """An asyncio memcached client that never hangs; arguments as for ``Memcache``
+    (minus ``serde``). Construction opens nothing; use ``await aclose()`` or
+    ``async with``."""
+
+    def __init__(self, servers: str | Iterable[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(servers, **kwargs)
+        self._pools: LazyDriver[tuple[ConnPool, ...]] = LazyDriver(
+            self._build_pools, _close_pools, service=SERVICE
+        )
+
+    def _build_pools(self) -> tuple[ConnPool, ...]:
+        return tuple(ConnPool(h, p, self.options.pool_size) for h, p in self._addresses)
+
+    async def aclose(self) -> None:
+        """Close every connection; calls in flight end at once with an error."""
+        self._pools.close()
+
+    async def __aenter__(self) -> AsyncMemcache:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncMemcache {','.join(self._endpoints)} timeout={self.options.timeout}>"
+
+    async def _call(self, op: str, index: int, fn: Callable[[Conn], Awaitable[T]],
+                    timeout: float | None) -> T:
+        pool = self._pools.get()[index]
+        connect_timeout = self.options.connect_timeout
+
+        async def attempt(remaining: float) -> T:
+            conn: Conn | None = None
+            try:
+                async with asyncio.timeout(remaining):
+                    conn = await pool.checkout(min(connect_timeout, remaining))
+                    result = await fn(conn)
+            except BaseException as exc:
+                if conn is not None:
+                    pool.discard(conn)
+                if not isinstance(exc, Exception) or isinstance(exc, ResilienceError):
+                    raise  # cancelled from outside, or a nested rejection
+                raise self._mapped(exc, op, index) from exc
+            pool.checkin(conn)
+            return result
+
+        operation = self._ops[index].get(op) or self._extra_operation(op, index)
+        return await acall(operation, self._breakers[index], attempt, timeout)
+
+    def _mapped(self, exc: Exception, op: str, index: int) -> BaseException:
+        endpoint = self._endpoints[index]
+        if self._pools.closed:
+            return BackendUnavailableError("client is closed", service=SERVICE,
+                                           endpoint=endpoint, operation=op)
+        if isinstance(exc, RuntimeError) and not isinstance(exc, OSError):
+            return exc  # used from a second event loop: the caller's bug, unmapped
+        if isinstance(exc, ReplyError) and exc.server:
+            return BackendError(f"server error: {exc}", service=SERVICE, endpoint=endpoint,
+                                operation=op)
+        return ERRORS.translate(exc, service=SERVICE, endpoint=endpoint, operation=op)
+
+    def _key(self, key: str | bytes) -> tuple[bytes, int]:
+        raw = check_key(key, self._key_prefix)
+        return raw, self._index(key)
+
+    # ---- operations --------------------------------------------------------------
+
+    async def get(self, key: str | bytes, default: Any = None, *,
+                  timeout: float | None = None) -> Any:
+        """The value of ``key`` (bytes), or ``default`` on a miss (or failure with
+        fail_open). Raises ResilienceError on failure, ValueError for a bad key."""
+        raw, index = self._key(key)
+
+        async def fn(c: Conn) -> Any:
+            found = await c.fetch(b"get", [raw])
+            return found[raw][0] if raw in found else _MISS
+
+        value = await self._call("get", index, fn, timeout)
+        return default if value is _MISS else value
+
+    async def gets(self, key: str | bytes, *,
+                   timeout: float | None = None) -> tuple[bytes | None, int | None]:
+        """``(value, cas_token)`` of ``key``; ``(None, None)`` on a miss."""
+        raw, index = self._key(key)
+
+        async def fn(c: Conn) -> tuple[bytes | None, int | None]:
+            found = await c.fetch(b"gets", [raw])
+            return found.get(raw, (None, None))
+
+        return await self._call("gets", index, fn, timeout)
+
+    async def get_many(self, keys: Iterable[str | bytes], *,
+                       timeout: float | None = None) -> dict[str | bytes, bytes]:
+        """Values of the present ``keys``. Nodes are asked concurrently, each within the
+        whole deadline. A failed node (unless fail_open) raises its error after all
+        nodes answered, with ``.partial`` (values found) and ``.failed_keys``."""
+        groups: dict[int, dict[bytes, str | bytes]] = {}
+        for key in keys:
+            raw, index = self._key(key)
+            groups.setdefault(index, {})[raw] = key
+
+        def reader(group: dict[bytes, str | bytes]) -> Callable[[Conn], Awaitable[Any]]:
+            async def fn(c: Conn) -> dict[str | bytes, bytes]:
+                found = await c.fetch(b"get", list(group))
+                return {group[k]: v for k, (v, _) in found.items() if k in group}
+            return fn
+
+        results = await asyncio.gather(
+            *(self._call("get_many", i, reader(g), timeout) for i, g in groups.items()),
+            return_exceptions=True,
+        )
+        found: dict[str | bytes, bytes] = {}
+        first: BaseException | None = None
+        failed: list[str | bytes] = []
+        for group, result in zip(groups.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ResilienceError):
+                    raise result
+                first = first or result
+                failed.extend(group.values())
+            else:
+                found.update(result)
+        if first is not None:
+            first.partial = found  # type: ignore[attr-defined]
+            first.failed_keys = failed  # type: ignore[attr-defined]
+            raise first
+        return found
+
+    async def _store(self, verb: bytes, op: str, key: str | bytes, value: str | bytes,
+                     expire: int, timeout: float | None, cas: int | None = None) -> Any:
+        raw, index = self._key(key)
+        data = encode_value(value)
+        line = b"%s %s 0 %d %d" % (verb, raw, int(expire), len(data))
+        if cas is not None:
+            line += b" %d" % int(cas)
+
+        async def fn(c: Conn) -> bool | None:
+            reply = await c.command(line, data)
+            if reply in _STORE:
+                return _STORE[reply]
+            if cas is not None and reply in (b"EXISTS", b"NOT_FOUND"):
+                return False if reply == b"EXISTS" else None
+            raise ProtocolError(f"unexpected reply to {op}: {reply[:40]!r}")
+
+        return await self._call(op, index, fn, timeout)
+
+    async def set(self, key: str | bytes, value: str | bytes, expire: int = 0, *,
+                  timeout: float | None = None) -> bool:
+        """Store ``value``; True once memcached acknowledged it."""
+        return bool(await self._store(b"set", "set", key, value, expire, timeout))
+
+    async def add(self, key: str | bytes, value: str | bytes, expire: int = 0, *,
+                  timeout: float | None = None) -> bool:
+        """Store only if absent (never retried)."""
+        return bool(await self._store(b"add", "add", key, value, expire, timeout))
+
+    async def replace(self, key: str | bytes, value: str | bytes, expire: int = 0, *,
+                      timeout: float | None = None) -> bool:
+        """Store only if present."""
+        return bool(await self._store(b"replace", "replace", key, value, expire, timeout))
+
+    async def cas(self, key: str | bytes, value: str | bytes, cas: int, expire: int = 0, *,
+                  timeout: float | None = None) -> bool | None:
+        """Store if unchanged since ``gets``: True, False (changed) or None (absent)."""
+        result: bool | None = await self._store(b"cas", "cas", key, value, expire, timeout, cas)
+        return result
+
+    async def _simple(self, op: str, key: str | bytes, line: bytes,
+                      replies: dict[bytes, Any], timeout: float | None,
+                      number: bool = False) -> Any:
+        raw, index = self._key(key)
+        line = line.replace(b"{key}", raw)
+
+        async def fn(c: Conn) -> Any:
+            reply = await c.command(line)
+            if reply in replies:
+                return replies[reply]
+            if number and reply.isdigit():
+                return int(reply)
+            raise ProtocolError(f"unexpected reply to {op}: {reply[:40]!r}")
+
+        return await self._call(op, index, fn, timeout)
+
+    async def delete(self, key: str | bytes, *, timeout: float | None = None) -> bool:
+        """Delete ``key``: True if it existed."""
+        return bool(await self._simple("delete", key, b"delete {key}",
+                                       {b"DELETED": True, b"NOT_FOUND": False}, timeout))
+
+    async def touch(self, key: str | bytes, expire: int = 0, *,
+                    timeout: float | None = None) -> bool:
+        """Reset the expiry of ``key``: True if it exists."""
+        return bool(await self._simple("touch", key, b"touch {key} %d" % int(expire),
+                                       {b"TOUCHED": True, b"NOT_FOUND": False}, timeout))
+
+    async def incr(self, key: str | bytes, value: int = 1, *,
+                   timeout: float | None = None) -> int | None:
+        """Add ``value`` to a counter: the new value, or None if absent (never retried)."""
+        result: int | None = await self._simple(
+            "incr", key, b"incr {key} %d" % int(value), {b"NOT_FOUND": None}, timeout, True)
+        return result
+
+    async def decr(self, key: str | bytes, value: int = 1, *,
+                   timeout: float | None = None) -> int | None:
+        """Subtract ``value`` (floored at 0): the new value, or None (never retried)."""
+        result: int | None = await self._simple(
+            "decr", key, b"decr {key} %d" % int(value), {b"NOT_FOUND": None}, timeout, True)
+        return result
+
+
+def _close_pools(pools: tuple[ConnPool, ...]) -> None:
+    for pool in pools:
+        pool.close()

@@ -1,0 +1,176 @@
+"""The asyncio memcached wrapper against real memcached: operations, deadlines under
+faults without blocking the loop, breaker per node, aclose waking calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from resilience.clients.memcache_async import AsyncMemcache
+from resilience.core.breaker import BreakerState
+from resilience.errors import (
+    BackendTimeoutError,
+    BackendUnavailableError,
+    CircuitOpenError,
+    ResilienceError,
+)
+from resilience.faults import toxics
+
+from .conftest import FAST
+
+MakeAsync = Callable[..., AsyncMemcache]
+
+
+@pytest.fixture
+async def make_async() -> AsyncIterator[MakeAsync]:
+    made: list[AsyncMemcache] = []
+
+    def make(servers: list[str], **options: Any) -> AsyncMemcache:
+        cache = AsyncMemcache(servers, **{**FAST, **options})
+        made.append(cache)
+        return cache
+
+    yield make
+    for cache in made:
+        await cache.aclose()
+
+
+async def test_every_operation_round_trips(memcached: Any, make_async: MakeAsync) -> None:
+    cache = make_async([memcached.address])
+    assert await cache.set("k", b"v", timeout=2.0) is True
+    assert await cache.get("k") == b"v"
+    assert await cache.get("absent", b"d") == b"d"
+    assert await cache.add("k", b"x") is False and await cache.add("n", "1") is True
+    assert await cache.replace("k", b"v2") is True and await cache.replace("no", b"x") is False
+    value, token = await cache.gets("k")
+    assert value == b"v2" and token is not None
+    assert await cache.cas("k", b"v3", token) is True
+    assert await cache.cas("k", b"v4", token) is False
+    assert await cache.cas("never", b"v", 1) is None
+    assert await cache.incr("n", 4) == 5 and await cache.decr("n", 2) == 3
+    assert await cache.incr("none") is None
+    assert await cache.touch("k", 50) is True and await cache.touch("no") is False
+    assert await cache.get_many(["k", "n", "zz"]) == {"k": b"v3", "n": b"3"}
+    assert await cache.delete("k") is True and await cache.delete("k") is False
+
+
+async def test_illegal_key_raises_value_error_before_any_io(make_async: MakeAsync) -> None:
+    cache = make_async(["127.0.0.1:1"])
+    for bad in ("with space", "x" * 251, ""):
+        with pytest.raises(ValueError):
+            await cache.get(bad)
+    assert cache._pools.peek() is None  # nothing was even built
+
+
+async def test_frozen_node_call_ends_at_its_deadline_without_blocking_the_loop(
+        memcached: Any, make_async: MakeAsync) -> None:
+    cache = make_async([memcached.address])
+    await cache.set("k", b"v", timeout=2.0)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    memcached.freeze()
+    try:
+        for _ in range(6):
+            start = time.monotonic()
+            with pytest.raises((BackendTimeoutError, CircuitOpenError)):
+                await cache.get("k")
+            assert time.monotonic() - start < 0.1 + 0.25
+        assert cache.breaker(memcached.address).state(time.monotonic()) is BreakerState.OPEN
+        assert ticks >= 20  # the loop kept running while calls waited on the frozen node
+    finally:
+        memcached.thaw()
+        task.cancel()
+    await asyncio.sleep(0.3)
+    assert await cache.get("k", timeout=1.0) == b"v"
+    assert cache.breaker(memcached.address).state(time.monotonic()) is BreakerState.CLOSED
+
+
+async def test_slow_drip_is_cut_at_the_deadline(memcached: Any, fault_proxy: Any,
+                                               make_async: MakeAsync) -> None:
+    proxy = fault_proxy(memcached.address)
+    host, port = proxy.address
+    cache = make_async([f"{host}:{port}"], retry_attempts=1)
+    await cache.set("k", b"x" * 200, timeout=2.0)
+    with proxy.toxic(toxics.Slicer(average_size=1, delay_us=10_000)):
+        start = time.monotonic()
+        with pytest.raises(BackendTimeoutError):
+            await cache.get("k")
+        assert time.monotonic() - start < 0.1 + 0.25
+
+
+async def test_refused_and_garbage_map_to_the_error_tree(memcached: Any, fault_proxy: Any,
+                                                        make_async: MakeAsync) -> None:
+    refused = make_async(["127.0.0.1:1"], retry_attempts=1)
+    with pytest.raises(BackendUnavailableError) as info:
+        await refused.get("k")
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    proxy = fault_proxy(memcached.address)
+    host, port = proxy.address
+    cache = make_async([f"{host}:{port}"], retry_attempts=1)
+    await cache.set("k", b"v", timeout=2.0)
+    with proxy.toxic(toxics.Garbage(ratio=1.0)):
+        start = time.monotonic()
+        with pytest.raises(ResilienceError):
+            await cache.get("k")
+        assert time.monotonic() - start < 0.1 + 0.25
+
+
+async def test_fail_open_reads_return_misses(memcached: Any, make_async: MakeAsync) -> None:
+    cache = make_async([memcached.address], fail_open=True)
+    await cache.set("k", b"v", timeout=2.0)
+    memcached.freeze()
+    try:
+        assert await cache.get("k", b"fallback") == b"fallback"
+        assert await cache.get_many(["k"]) == {}
+    finally:
+        memcached.thaw()
+
+
+async def test_aclose_wakes_a_call_in_flight(memcached: Any, make_async: MakeAsync) -> None:
+    cache = make_async([memcached.address], timeout=5.0)
+    await cache.get("warm")
+    memcached.freeze()
+    try:
+        call = asyncio.create_task(cache.get("k"))
+        await asyncio.sleep(0.1)
+        start = time.monotonic()
+        await cache.aclose()
+        with pytest.raises(BackendUnavailableError):
+            await asyncio.wait_for(call, 1.0)
+        assert time.monotonic() - start < 0.5
+        with pytest.raises(BackendUnavailableError, match="closed"):
+            await cache.get("k")
+    finally:
+        memcached.thaw()
+
+
+async def test_one_frozen_node_of_three_leaves_the_others_serving(
+        memcached_cluster: Any, make_async: MakeAsync) -> None:
+    cache = make_async(memcached_cluster.addresses, retry_attempts=1)
+    keys = [f"key:{i}" for i in range(30)]
+    for k in keys:
+        await cache.set(k, b"v", timeout=2.0)
+    frozen = memcached_cluster.members[0]
+    good = [k for k in keys if cache.node_for(k) != frozen.address]
+    frozen.freeze()
+    try:
+        start = time.monotonic()
+        with pytest.raises(ResilienceError) as info:
+            await cache.get_many(keys)
+        assert time.monotonic() - start < 0.1 + 0.25  # nodes asked concurrently
+        assert set(info.value.partial) == set(good)  # type: ignore[attr-defined]
+        for k in good:
+            assert await cache.get(k) == b"v"
+    finally:
+        frozen.thaw()
