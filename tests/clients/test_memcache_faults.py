@@ -282,3 +282,21 @@ def test_breaker_timing_follows_the_injected_clock(make_cache: Callable[..., Mem
         assert breaker.state(clock.monotonic()) is BreakerState.CLOSED
     finally:
         server.kill()
+
+
+def test_transient_failures_retry_idempotent_operations_only(
+        make_cache: Callable[..., Memcache]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cache = make_cache([f"127.0.0.1:{port}"], breaker_enabled=False, retry_attempts=3)
+    retries: list[str] = []
+    cache.events.add_listener(lambda e: retries.append(e.operation) if e.kind == "retry" else None)
+    for call in (lambda: cache.incr("n"), lambda: cache.add("k", b"v"),
+                 lambda: cache.run("append", "k", lambda c: c.append("k", b"x", noreply=False))):
+        with pytest.raises(BackendUnavailableError):
+            call()
+    assert retries == []  # incr, add and an unknown run() op are never repeated
+    with pytest.raises(BackendUnavailableError):
+        cache.get("k")
+    assert retries.count("get") >= 1
