@@ -67,8 +67,8 @@ def markdown(result: RunResult) -> str:
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()),
         "",
-        "Settings: " + ", ".join(f"{k} {v}" for k, v in s.items()),
-        f"; run took {result.elapsed:.0f} s",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in s.items())
+        + f"; the run took {result.elapsed:.0f} s",
         "",
         "## Time to error",
         "",

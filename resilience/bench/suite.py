@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,11 +52,20 @@ def _versions() -> dict[str, Any]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "missing"
-    memcached = shutil.which("memcached") or "/usr/bin/memcached"
-    out["memcached"] = memcached
+    out["memcached"] = _memcached_version()
     # The machine may be shared: the load says how much to trust microsecond figures.
     out["load average at start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     return out
+
+
+def _memcached_version() -> str:
+    binary = shutil.which("memcached") or "/usr/bin/memcached"
+    try:
+        done = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=5,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip().removeprefix("memcached ") or "unknown"
 
 
 def _cpus() -> str:
