@@ -174,3 +174,24 @@ async def test_one_frozen_node_of_three_leaves_the_others_serving(
             assert await cache.get(k) == b"v"
     finally:
         frozen.thaw()
+
+
+async def test_no_task_or_connection_leaks_over_200_faulted_calls(
+        memcached: Any, make_async: MakeAsync) -> None:
+    from .conftest import open_fds
+
+    cache = make_async([memcached.address], timeout=0.01, breaker_enabled=False,
+                       retry_attempts=1)
+    await cache.get("warm", timeout=2.0)
+    tasks, fds = len(asyncio.all_tasks()), open_fds()
+    memcached.freeze()
+    try:
+        for _ in range(200):
+            with pytest.raises(ResilienceError):
+                await cache.get("k")
+    finally:
+        memcached.thaw()
+    await asyncio.sleep(0.05)  # aborted transports finish closing on the next loop turns
+    assert len(asyncio.all_tasks()) <= tasks
+    assert open_fds() <= fds + 1
+    assert cache._pools.get()[0].open_count <= cache.options.pool_size

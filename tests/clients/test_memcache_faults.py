@@ -240,10 +240,13 @@ def test_flapping_node_never_blocks_a_call_and_ends_healthy(
     assert "open" in changes and "closed" in changes
 
 
+@pytest.mark.parametrize("fault_name", ["reset", "frozen"])
 def test_no_thread_or_socket_leaks_over_200_faulted_calls(
-        request: pytest.FixtureRequest, make_cache: Callable[..., Memcache]) -> None:
-    fault = _proxied(request, lambda: toxics.Reset(after_bytes=1))
-    cache = make_cache([fault.address], timeout=0.05, breaker_enabled=False)
+        fault_name: str, request: pytest.FixtureRequest,
+        make_cache: Callable[..., Memcache]) -> None:
+    fault = (_proxied(request, lambda: toxics.Reset(after_bytes=1)) if fault_name == "reset"
+             else _frozen(request))
+    cache = make_cache([fault.address], timeout=0.01, breaker_enabled=False, retry_attempts=1)
     cache.get("warm", timeout=2.0)  # set-up: generous, the machine may be loaded
     threads, fds = thread_count(), open_fds()
     with fault.active():
