@@ -70,6 +70,10 @@ class Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
+    async def read_line(self) -> bytes:
+        """One reply line without its CRLF; error replies raise :class:`ReplyError`."""
+        return await self._line()
+
     async def _line(self) -> bytes:
         line = await self.reader.readuntil(b"\r\n")
         body = line[:-2]

@@ -23,7 +23,7 @@ One instance belongs to the event loop that first uses it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from resilience.clients._base import ErrorMap, LazyDriver
@@ -159,10 +159,6 @@ class AsyncMemcache(MemcacheBase):
         """Values of the present ``keys``. Nodes are asked concurrently, each within the
         whole deadline. A failed node (unless fail_open) raises its error after all
         nodes answered, with ``.partial`` (values found) and ``.failed_keys``."""
-        groups: dict[int, dict[bytes, str | bytes]] = {}
-        for key in keys:
-            raw, index = self._key(key)
-            groups.setdefault(index, {})[raw] = key
 
         def reader(group: dict[bytes, str | bytes]) -> Callable[[Conn], Awaitable[Any]]:
             async def fn(c: Conn) -> dict[str | bytes, bytes]:
@@ -170,13 +166,75 @@ class AsyncMemcache(MemcacheBase):
                 return {group[k]: v for k, (v, _) in found.items() if k in group}
             return fn
 
+        found: dict[str | bytes, bytes] = {}
+        await self._fan_out("get_many", keys, reader, found.update, timeout)
+        return found
+
+    async def set_many(self, values: Mapping[str | bytes, str | bytes], expire: int = 0, *,
+                       timeout: float | None = None) -> list[str | bytes]:
+        """Store every value (acknowledged), nodes concurrently; return the keys not
+        stored. A failed node raises after all answered (``.partial``: keys the others
+        did not store, ``.failed_keys``: keys of the failed node, state unknown)."""
+        data = {key: encode_value(value) for key, value in values.items()}
+
+        def writer(group: dict[bytes, str | bytes]) -> Callable[[Conn], Awaitable[Any]]:
+            async def fn(c: Conn) -> list[str | bytes]:
+                # Pipelined: every command first, then every reply, in order.
+                c.writer.write(b"".join(
+                    b"set %s 0 %d %d\r\n%s\r\n" % (raw, int(expire), len(data[k]), data[k])
+                    for raw, k in group.items()))
+                not_stored = []
+                for key in group.values():
+                    reply = await c.read_line()
+                    if reply not in _STORE:
+                        raise ProtocolError(f"unexpected reply to set: {reply[:40]!r}")
+                    if not _STORE[reply]:
+                        not_stored.append(key)
+                return not_stored
+            return fn
+
+        not_stored: list[str | bytes] = []
+        await self._fan_out("set_many", data, writer, not_stored.extend, timeout)
+        return not_stored
+
+    async def delete_many(self, keys: Iterable[str | bytes], *,
+                          timeout: float | None = None) -> bool:
+        """Delete every key (acknowledged), nodes concurrently. True once all answered;
+        a failed node raises after all answered, with ``.failed_keys``."""
+
+        def deleter(group: dict[bytes, str | bytes]) -> Callable[[Conn], Awaitable[Any]]:
+            async def fn(c: Conn) -> None:
+                c.writer.write(b"".join(b"delete %s\r\n" % raw for raw in group))
+                for _ in group:
+                    reply = await c.read_line()
+                    if reply not in (b"DELETED", b"NOT_FOUND"):
+                        raise ProtocolError(f"unexpected reply to delete: {reply[:40]!r}")
+            return fn
+
+        await self._fan_out("delete_many", keys, deleter, lambda _: None, timeout)
+        return True
+
+    async def _fan_out(
+        self,
+        op: str,
+        keys: Iterable[str | bytes],
+        make: Callable[[dict[bytes, str | bytes]], Callable[[Conn], Awaitable[Any]]],
+        merge: Callable[[Any], None],
+        timeout: float | None,
+    ) -> None:
+        """One guarded call per node, concurrently; merge results; raise the first
+        failure (after all nodes answered) with ``.partial`` and ``.failed_keys``."""
+        groups: dict[int, dict[bytes, str | bytes]] = {}
+        for key in keys:
+            raw, index = self._key(key)
+            groups.setdefault(index, {})[raw] = key
         results = await asyncio.gather(
-            *(self._call("get_many", i, reader(g), timeout) for i, g in groups.items()),
+            *(self._call(op, i, make(g), timeout) for i, g in groups.items()),
             return_exceptions=True,
         )
-        found: dict[str | bytes, bytes] = {}
         first: BaseException | None = None
         failed: list[str | bytes] = []
+        partial: list[Any] = []
         for group, result in zip(groups.values(), results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, ResilienceError):
@@ -184,12 +242,16 @@ class AsyncMemcache(MemcacheBase):
                 first = first or result
                 failed.extend(group.values())
             else:
-                found.update(result)
+                merge(result)
+                partial.append(result)
         if first is not None:
+            found: Any = {}
+            for result in partial:
+                found = ({**found, **result} if isinstance(result, dict)
+                         else [*(found or []), *(result or [])])
             first.partial = found  # type: ignore[attr-defined]
             first.failed_keys = failed  # type: ignore[attr-defined]
             raise first
-        return found
 
     async def _store(self, verb: bytes, op: str, key: str | bytes, value: str | bytes,
                      expire: int, timeout: float | None, cas: int | None = None) -> Any:

@@ -195,3 +195,15 @@ async def test_no_task_or_connection_leaks_over_200_faulted_calls(
     assert len(asyncio.all_tasks()) <= tasks
     assert open_fds() <= fds + 1
     assert cache._pools.get()[0].open_count <= cache.options.pool_size
+
+
+async def test_multi_key_writes_span_the_nodes(memcached_cluster: Any,
+                                               make_async: MakeAsync) -> None:
+    cache = make_async(memcached_cluster.addresses)
+    values: dict[str | bytes, str | bytes] = {f"key:{i}": f"v{i}" for i in range(30)}
+    assert await cache.set_many(values, timeout=2.0) == []
+    assert len({cache.node_for(k) for k in values}) == 3
+    found = await cache.get_many(list(values), timeout=2.0)
+    assert found == {k: str(v).encode() for k, v in values.items()}
+    assert await cache.delete_many(list(values)[:10], timeout=2.0) is True
+    assert len(await cache.get_many(list(values), timeout=2.0)) == 20
