@@ -243,26 +243,31 @@ def _peers(host: str, port: int) -> dict[str, tuple[Callable[[], object], Callab
 
 
 def _overhead(host: str, port: int, calls: int, rounds: int = 7) -> list[OverheadRow]:
-    """Interleaved rounds of ``calls`` calls per subject; median µs per call per round."""
+    """Interleaved rounds of ``calls`` calls per subject: median wall µs per call, and
+    median CPU µs per call (this process's CPU time: the client-side cost alone, which
+    does not depend on how long memcached takes to wake up and answer)."""
     peers = _peers(host, port)
     rows: list[OverheadRow] = []
     for op_index, op in enumerate(("get", "set")):
-        per_round: dict[str, list[float]] = {name: [] for name in peers}
+        wall: dict[str, list[float]] = {name: [] for name in peers}
+        cpu: dict[str, list[float]] = {name: [] for name in peers}
         for fns in peers.values():  # warm up: connect, fill caches
             for _ in range(200):
                 fns[op_index]()
         for _ in range(rounds):
             for name, fns in peers.items():
                 fn = fns[op_index]
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for _ in range(calls):
                     fn()
-                per_round[name].append((time.perf_counter() - start) / calls * 1e6)
-        base = statistics.median(per_round["raw pymemcache"])
-        for name, values in per_round.items():
-            med = statistics.median(values)
+                wall[name].append((time.perf_counter() - start) / calls * 1e6)
+                cpu[name].append((time.process_time() - start_cpu) / calls * 1e6)
+        base = statistics.median(wall["raw pymemcache"])
+        base_cpu = statistics.median(cpu["raw pymemcache"])
+        for name, values in wall.items():
+            med, med_cpu = statistics.median(values), statistics.median(cpu[name])
             rows.append(OverheadRow("memcached", op, name, med, min(values), max(values),
-                                    med / base))
+                                    med / base, med_cpu, med_cpu - base_cpu))
     return rows
 
 

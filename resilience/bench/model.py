@@ -110,6 +110,8 @@ class OverheadRow:
     min_us: float
     max_us: float
     ratio: float  # median against the raw driver's median for the same operation
+    cpu_us: float = 0.0  # median CPU µs per call (client side only)
+    cpu_added_us: float = 0.0  # cpu_us minus the raw driver's
 
 
 @dataclass(slots=True)

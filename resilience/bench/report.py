@@ -11,7 +11,8 @@ __all__ = ["markdown", "table", "write_all"]
 
 _FAULT_HEADER = ("datastore", "fault", "subject", "calls", "p50", "p99", "max", "outcomes",
                  "open breaker")
-_OVERHEAD_HEADER = ("datastore", "op", "subject", "µs/call (median)", "min..max", "x raw")
+_OVERHEAD_HEADER = ("datastore", "op", "subject", "µs/call (median)", "min..max", "x raw",
+                    "CPU µs/call", "CPU µs added")
 
 
 def _fault_cells(row: FaultRow) -> tuple[str, ...]:
@@ -27,7 +28,8 @@ def _fault_cells(row: FaultRow) -> tuple[str, ...]:
 
 def _overhead_cells(row: OverheadRow) -> tuple[str, ...]:
     return (row.datastore, row.operation, row.subject, f"{row.median_us:.1f}",
-            f"{row.min_us:.1f}..{row.max_us:.1f}", f"{row.ratio:.3f}")
+            f"{row.min_us:.1f}..{row.max_us:.1f}", f"{row.ratio:.3f}", f"{row.cpu_us:.1f}",
+            f"{row.cpu_added_us:+.1f}")
 
 
 def _grid(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -82,8 +84,11 @@ def markdown(result: RunResult) -> str:
             "",
             "## Healthy-path cost",
             "",
-            "Median µs per call over rounds (min..max across rounds), loopback, one "
-            "thread; `x raw` is the median against raw pymemcache for the same operation.",
+            "Median wall-clock µs per call over rounds (min..max across rounds), loopback, "
+            "one thread; `x raw` is the median against raw pymemcache for the same "
+            "operation. The wall figure includes memcached's answer, so it moves with how "
+            "busy or idle the machine is; *CPU µs* is this process's CPU time per call, "
+            "the client-side cost alone, and *added* is its difference from raw.",
             "",
             _md_table(_OVERHEAD_HEADER, [_overhead_cells(r) for r in result.overhead]),
         ]
