@@ -303,3 +303,21 @@ def test_transient_failures_retry_idempotent_operations_only(
     with pytest.raises(BackendUnavailableError):
         cache.get("k")
     assert retries.count("get") >= 1
+
+
+def test_ambient_deadline_shrinks_the_budget_and_a_spent_one_does_no_io(
+        request: pytest.FixtureRequest, make_cache: Callable[..., Memcache]) -> None:
+    import resilience
+
+    server = request.getfixturevalue("memcached")
+    proxy = request.getfixturevalue("fault_proxy")(server.address)
+    host, port = proxy.address
+    cache = make_cache([f"{host}:{port}"], timeout=1.0)
+    with resilience.deadline(0), pytest.raises(resilience.DeadlineExceededError):
+        cache.get("k")
+    assert proxy.counters().accepted == 0  # rejected before any socket was touched
+    cache.get("warm", timeout=2.0)
+    with proxy.toxic(toxics.Blackhole()), resilience.deadline(0.03):
+        elapsed, error = _timed(lambda: cache.get("k"))
+    assert isinstance(error, BackendTimeoutError)
+    assert 0.025 < elapsed < 0.03 + MARGIN  # the 1 s default gave way to the 30 ms block
