@@ -231,7 +231,7 @@ class MemcacheOptions(ClientOptions):
         0.1, "CONNECT_TIMEOUT_MS", "duration", "cap of one connection attempt", min=0.001
     )
     breaker: BreakerOptions = _nested(  # noqa: RUF009
-        lambda: BreakerOptions(slow_call_duration=0.05), "BREAKER", "circuit breaker per node"
+        lambda: BreakerOptions(slow_call_duration=0.1), "BREAKER", "circuit breaker per node"
     )
     servers: tuple[str, ...] = _opt(
         ("127.0.0.1:11211",), "SERVERS", "list", "memcached nodes, host:port, comma separated",

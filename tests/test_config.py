@@ -322,14 +322,15 @@ def test_register_client_checks_name_and_client_only_marks() -> None:
     assert "sloppy" not in config.CLIENTS
 
 
-def test_docs_table_is_the_generated_one() -> None:
-    """docs/configuration.md holds exactly option_table_markdown() (regenerate on change)."""
-    doc = pathlib.Path(__file__).parent.parent / "docs" / "configuration.md"
+@pytest.mark.parametrize("doc_name", ["README.md", "docs/configuration.md"])
+def test_docs_table_is_the_generated_one(doc_name: str) -> None:
+    """README.md and docs/configuration.md hold exactly option_table_markdown()."""
+    doc = pathlib.Path(__file__).parent.parent / doc_name
     text = doc.read_text()
     start, end = "<!-- options-table:start -->\n", "<!-- options-table:end -->"
     table = text[text.index(start) + len(start):text.index(end)]
     assert table == config.option_table_markdown(), (
-        "regenerate with: .venv/bin/resilience config --markdown"
+        "regenerate with: .venv/bin/python scripts/gen_option_table.py"
     )
 
 
