@@ -60,19 +60,23 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def java17() -> Path:
-    """The Java 17 binary: ``$RESILIENCE_CASSANDRA_JAVA`` or a Debian/Temurin JDK 17.
+    """The Java 17 binary: ``$RESILIENCE_JAVA_HOME/bin/java`` or a Debian/Temurin JDK 17.
+
+    (``RESILIENCE_JAVA_HOME`` is shared with the search servers; a
+    ``RESILIENCE_CASSANDRA_*`` name would collide with the Cassandra client's options.)
 
     Raises:
         NotInstalledError: no Java 17 found (the message says how to install one).
     """
-    override = os.environ.get("RESILIENCE_CASSANDRA_JAVA")
+    java_home = os.environ.get("RESILIENCE_JAVA_HOME")
+    override = os.path.join(java_home, "bin", "java") if java_home else None
     for cand in (override,) if override else _JAVA17:
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return Path(cand)
     raise NotInstalledError(
         NAME,
         "no Java 17 (looked for " + ", ".join((override,) if override else _JAVA17) + ")",
-        install_hint=install_command(NAME) + " (or set RESILIENCE_CASSANDRA_JAVA)",
+        install_hint=install_command(NAME) + " (or set RESILIENCE_JAVA_HOME to a JDK 17)",
     )
 
 
