@@ -133,6 +133,7 @@ class Memcache(MemcacheBase):
     ) -> None:
         super().__init__(servers, key_prefix=key_prefix, **kwargs)
         self._client_kwargs: dict[str, Any] = {"no_delay": True, "key_prefix": self._key_prefix}
+        self._connect_timeout = self.options.connect_timeout
         if serde is not None:
             self._client_kwargs["serde"] = serde
         self._nodes: LazyDriver[tuple[NodePool, ...]] = LazyDriver(
@@ -169,31 +170,44 @@ class Memcache(MemcacheBase):
     ) -> T:
         """Run ``fn(client)`` on node ``index`` through the pipeline."""
         node = self._nodes.get()[index]
-        connect_timeout = self.options.connect_timeout
+        connect_timeout = self._connect_timeout
 
         def attempt(remaining: float) -> T:
+            client = None
             try:
                 client = node.checkout(_monotonic() + remaining, connect_timeout)
-            except BaseException as exc:
-                raise _mapped(exc, op, self._endpoints[index]) from exc
-            try:
                 result = fn(client)
             except BaseException as exc:
-                node.discard(client)
-                if self._nodes.closed:
-                    raise BackendUnavailableError(
-                        "client is closed", service=SERVICE, endpoint=self._endpoints[index],
-                        operation=op,
-                    ) from exc
-                raise _mapped(exc, op, self._endpoints[index]) from exc
+                raise self._attempt_error(node, client, exc, op, index)  # noqa: B904
             node.checkin(client)
             return result
 
-        operation = self._ops[index].get(op) or self._extra_operation(op, index)
         try:
-            return call(operation, self._breakers[index], attempt, timeout)
+            return call(self._ops[index].get(op) or self._extra_operation(op, index),
+                        self._breakers[index], attempt, timeout)
         except _CallerError as err:
             raise ValueError(f"memcache {op}: {err.exc}") from err.exc
+
+    def _attempt_error(self, node: NodePool, client: Any, exc: BaseException, op: str,
+                       index: int) -> BaseException:
+        """The error an attempt raises for ``exc`` (its cause); drops ``client``.
+
+        ``client`` is None when checking out (connecting) failed: the pool already
+        dropped it. A client whose call raised is closed, never reused (its stream may
+        be out of step). On a closed wrapper every failure reads "client is closed".
+        """
+        endpoint = self._endpoints[index]
+        if client is not None:
+            node.discard(client)
+            if self._nodes.closed:
+                err: BaseException = BackendUnavailableError(
+                    "client is closed", service=SERVICE, endpoint=endpoint, operation=op)
+                err.__cause__ = exc
+                return err
+        err = _mapped(exc, op, endpoint)
+        if err is not exc:
+            err.__cause__ = exc
+        return err
 
     # ---- operations --------------------------------------------------------------
 
@@ -204,7 +218,27 @@ class Memcache(MemcacheBase):
             ResilienceError: the call failed or was rejected (unless fail_open).
             ValueError: an illegal key.
         """
-        value = self._call("get", self._index(key), lambda c: c.get(key, _MISS), timeout)
+        # get and set are `_call` unrolled: one closure and two frames fewer per call,
+        # about 0.3 µs of a 25 µs loopback round trip. Keep the three in step.
+        ring = self._ring
+        index = 0 if ring is None else ring.index(key.encode() if isinstance(key, str) else key)
+        node = self._nodes.get()[index]
+        connect_timeout = self._connect_timeout
+
+        def attempt(remaining: float) -> Any:
+            client = None
+            try:
+                client = node.checkout(_monotonic() + remaining, connect_timeout)
+                value = client.get(key, _MISS)
+            except BaseException as exc:
+                raise self._attempt_error(node, client, exc, "get", index)  # noqa: B904
+            node.checkin(client)
+            return value
+
+        try:
+            value = call(self._ops[index]["get"], self._breakers[index], attempt, timeout)
+        except _CallerError as err:
+            raise ValueError(f"memcache get: {err.exc}") from err.exc
         return default if value is _MISS else value
 
     def gets(self, key: str | bytes, *, timeout: float | None = None) -> tuple[Any, Any]:
@@ -215,10 +249,25 @@ class Memcache(MemcacheBase):
     def set(self, key: str | bytes, value: Any, expire: int = 0, *,
             timeout: float | None = None) -> bool:
         """Store ``value``; acknowledged by the server (True), never fire-and-forget."""
-        result: bool = self._on(
-            "set", key, lambda c: c.set(key, value, expire, noreply=False), timeout
-        )
-        return result
+        ring = self._ring  # `_call` unrolled, as in get
+        index = 0 if ring is None else ring.index(key.encode() if isinstance(key, str) else key)
+        node = self._nodes.get()[index]
+        connect_timeout = self._connect_timeout
+
+        def attempt(remaining: float) -> bool:
+            client = None
+            try:
+                client = node.checkout(_monotonic() + remaining, connect_timeout)
+                stored: bool = client.set(key, value, expire, False)
+            except BaseException as exc:
+                raise self._attempt_error(node, client, exc, "set", index)  # noqa: B904
+            node.checkin(client)
+            return stored
+
+        try:
+            return call(self._ops[index]["set"], self._breakers[index], attempt, timeout)
+        except _CallerError as err:
+            raise ValueError(f"memcache set: {err.exc}") from err.exc
 
     def add(self, key: str | bytes, value: Any, expire: int = 0, *,
             timeout: float | None = None) -> bool:
