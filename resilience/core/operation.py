@@ -68,6 +68,7 @@ class Operation:
         "idempotent",
         "is_failure",
         "is_failure_result",
+        "monotonic",
         "name",
         "retry",
         "service",
@@ -103,6 +104,8 @@ class Operation:
         self.fallback: Fallback[object] | None = as_fallback(fallback)
         self.endpoint = endpoint
         self.clock = clock
+        # The clock's reading function, bound once: the pipeline reads it twice a call.
+        self.monotonic: Callable[[], float] = clock.monotonic
         self.is_failure = is_failure
         self.is_failure_result = is_failure_result
 
