@@ -1,4 +1,5 @@
-"""Server: one real server process on loopback (see _base.py for the theory of operation)."""
+"""Server: one real server process on loopback, or inside a network namespace (see
+_base.py for the theory of operation)."""
 
 from __future__ import annotations
 
@@ -26,15 +27,24 @@ __all__ = ["Server"]
 
 
 class Server:
-    """One server process on loopback. Subclasses give ``command`` and ``probe``.
+    """One server process on loopback (or in a namespace). Subclasses give ``command``
+    and ``probe``.
 
     Args:
         name: label for logs and errors, e.g. ``"memcached-1"``.
         kind: the registry name (``"memcached"``), used for the install hint.
         data_dir: created if missing; holds data, config and the log.
         ports: named ports, e.g. ``{"client": 21211}``; the first one is :attr:`port`.
-        host: the address it listens on (loopback).
+        host: the address it listens on (loopback by default).
         env: extra environment variables, added to :meth:`environment`.
+        netns: the name of an existing network namespace (``ip netns``) to run the
+            process in, with ``host`` one of that namespace's addresses; None runs it
+            here. The harness only runs ``ip netns exec NAME``: creating the namespace
+            (and its route to ``host``) is the caller's job, for example
+            :class:`resilience.faults.netns.Namespace` (``.name``, ``.ns_ip``).
+
+    Raises:
+        ValueError: no ports, or a ``netns`` that is not a namespace name.
     """
 
     def __init__(
@@ -46,9 +56,19 @@ class Server:
         ports: Mapping[str, int],
         host: str = "127.0.0.1",
         env: Mapping[str, str] | None = None,
+        netns: str | None = None,
     ) -> None:
         if not ports:
             raise ValueError(f"{name}: ports must name at least one port")
+        if netns is not None and (
+            not isinstance(netns, str) or not netns or "/" in netns or netns in (".", "..")
+            or any(c.isspace() for c in netns)
+        ):
+            raise ValueError(
+                f"{name}: netns={netns!r} is not a network namespace name (a non-empty"
+                " name without '/' or spaces, as `ip netns list` shows it)"
+            )
+        self.netns = netns
         self.name = name
         self.kind = kind
         self.host = host
@@ -76,6 +96,15 @@ class Server:
 
     def prepare(self) -> None:
         """Write config files into ``data_dir`` before each start (idempotent)."""
+
+    def launch_command(self) -> list[str]:
+        """The argv :meth:`spawn` runs: :meth:`command`, under ``ip netns exec NAME``
+        when the server has a ``netns`` (``ip`` execs the server, so the pid stays the
+        server's own and freeze/stop signal it directly)."""
+        cmd = self.command()
+        if self.netns is None:
+            return cmd
+        return ["ip", "netns", "exec", self.netns, *cmd]
 
     def environment(self) -> dict[str, str]:
         """The full environment of the process: a minimal base plus ``env``."""
@@ -136,17 +165,18 @@ class Server:
             "host": self.host,
             "ports": dict(self.ports),
             "address": self.address,
+            "netns": self.netns,
             "pid": pid,
             "start_time": process_start_time(pid) if pid is not None else None,
             "data_dir": str(self.data_dir),
             "log_path": str(self.log_path),
-            "command": self.command(),
+            "command": self.launch_command(),
         }
 
     def error(self, problem: str, *, install_hint: str | None = None) -> ServerError:
         """A ServerError about this server, with its command and log tail."""
         try:
-            cmd = self.command()
+            cmd = self.launch_command()
         except Exception:  # the command itself may be what is broken (binary missing)
             cmd = []
         return ServerError(
@@ -165,13 +195,16 @@ class Server:
             raise self.error("already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # A taken port must fail here: otherwise the probe may reach whoever holds it and
-        # report this server ready while it died on "address already in use". (A host of
-        # another network namespace cannot be checked from here: port_in_use gives None.)
-        taken = [f"{k}={p}" for k, p in self.ports.items() if p > 0 and port_in_use(p, self.host)]
-        if taken:
-            raise self.error(f"port already in use on {self.host}: {', '.join(taken)}")
+        # report this server ready while it died on "address already in use". Ports of
+        # another network namespace cannot be checked from here: skipped with a netns
+        # (and port_in_use gives None for any address this namespace does not have).
+        if self.netns is None:
+            taken = [f"{k}={p}" for k, p in self.ports.items()
+                     if p > 0 and port_in_use(p, self.host)]
+            if taken:
+                raise self.error(f"port already in use on {self.host}: {', '.join(taken)}")
         self.prepare()
-        cmd = self.command()
+        cmd = self.launch_command()
         self.started_at = time.monotonic()
         self.ready_after = None
         self.frozen = False
@@ -295,4 +328,5 @@ class Server:
 
     def __repr__(self) -> str:
         state = "frozen" if self.frozen else ("running" if self.is_running() else "stopped")
-        return f"<{type(self).__name__} {self.name} {self.address} pid={self.pid} {state}>"
+        where = f" netns={self.netns}" if self.netns is not None else ""
+        return f"<{type(self).__name__} {self.name} {self.address}{where} pid={self.pid} {state}>"

@@ -31,6 +31,8 @@ class Memcached(Server):
         memory_mb: cache size (``-m``).
         threads: worker threads (``-t``).
         host: address to listen on (``-l``); loopback unless you run it in a namespace.
+        netns: run inside this network namespace (``ip netns exec NAME``), with ``host``
+            one of its addresses; see :class:`~resilience.servers._server.Server`.
     """
 
     def __init__(
@@ -42,9 +44,11 @@ class Memcached(Server):
         memory_mb: int = 64,
         threads: int = 2,
         host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         ports = {"client": port or free_port()}
-        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports, host=host)
+        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports, host=host,
+                         netns=netns)
         self.memory_mb = memory_mb
         self.threads = threads
 

@@ -10,6 +10,9 @@ Fixtures:
                          session-cached default topology of ANY registered server.
     fresh_server         function scope: ``fresh_server("zookeeper")`` gives a private
                          one, stopped after the test (for freeze/kill/restart tests).
+    server_in_netns      function scope: ``server, ns = server_in_netns(Memcached)``
+                         starts a server inside a fresh network namespace (for
+                         firewall faults: ``ns.firewall``); both go after the test.
 
 A server that is not installed skips the test, with the install command as the reason
 (so does ``@pytest.mark.servers("name", ...)`` on a test that starts servers itself).
@@ -46,6 +49,7 @@ __all__ = [
     "real_server",
     "require_installed",
     "required_servers",
+    "server_in_netns",
     "zookeeper",
     "zookeeper_ensemble",
 ]
@@ -277,3 +281,33 @@ def nsq(_resilience_session_servers: _SessionServers) -> Any:
     from resilience.servers.nsq import cluster
 
     return _resilience_session_servers.get("nsq", "nsq", cluster, 15.0)
+
+
+@pytest.fixture
+def server_in_netns(
+    netns: Callable[..., Any], tmp_path: Path
+) -> Iterator[Callable[..., tuple[Server, Any]]]:
+    """Factory: ``server_in_netns(Memcached, **kwargs)`` -> ``(server, namespace)``.
+
+    Creates a network namespace with the ``netns`` fixture, builds
+    ``cls(data_dir, host=namespace.ns_ip, netns=namespace.name, **kwargs)`` and starts
+    it (``start_timeout`` seconds, default 30). The server listens on the namespace's
+    address, reachable from the test through the veth pair, so ``namespace.firewall``
+    rules (REJECT, DROP, DROP of ESTABLISHED) hit only its traffic. Skips like the
+    ``netns`` fixture where namespaces are unavailable (not root, no ``ip``/``iptables``)
+    and like the other server fixtures where the server is not installed. The servers
+    are killed after the test, before the namespaces are deleted.
+    """
+    made: list[Server] = []
+
+    def start(cls: Callable[..., Server], *, start_timeout: float = 30.0,
+              **kwargs: Any) -> tuple[Server, Any]:
+        ns = netns()
+        server = cls(tmp_path / f"netns-{len(made)}", host=ns.ns_ip, netns=ns.name, **kwargs)
+        require_installed(server.kind)
+        made.append(server)
+        return _start(server.kind, server, start_timeout), ns  # type: ignore[return-value]
+
+    yield start
+    for server in made:
+        server.kill()

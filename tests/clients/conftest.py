@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,38 +43,6 @@ def make_cache() -> Iterator[Callable[..., Memcache]]:
     yield make
     for cache in made:
         cache.close()
-
-
-@pytest.fixture
-def memcached_in_netns(netns: Callable[..., Any], tmp_path: Path) -> Iterator[Any]:
-    """A memcached node running inside a fresh network namespace (``.host`` is the
-    namespace's address), for the firewall faults; the namespace dies after the test."""
-    from resilience.servers.memcached import Memcached
-
-    ns = netns()
-
-    class InNamespace(Memcached):
-        def command(self) -> list[str]:
-            cmd = super().command()
-            cmd[cmd.index("-l") + 1] = ns.ns_ip  # spawn() runs this with host on loopback
-            return ["ip", "netns", "exec", ns.name, *cmd]
-
-        def spawn(self) -> None:
-            # The harness checks the port is free by binding host:port in *this*
-            # namespace, where the namespace's address does not exist; the port is
-            # fresh inside the new namespace anyway, so check loopback instead.
-            self.host = "127.0.0.1"
-            try:
-                super().spawn()
-            finally:
-                self.host = ns.ns_ip
-
-    server = InNamespace(tmp_path / "memcached-ns")
-    server.host = ns.ns_ip
-    server.start(timeout=10.0)
-    server.namespace = ns  # type: ignore[attr-defined]
-    yield server
-    server.kill()
 
 
 def open_fds() -> int:

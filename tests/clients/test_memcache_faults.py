@@ -61,8 +61,10 @@ def _frozen(request: pytest.FixtureRequest) -> Fault:
 
 
 def _firewall(request: pytest.FixtureRequest, rule: str) -> Fault:
-    server = request.getfixturevalue("memcached_in_netns")
-    fw = server.namespace.firewall
+    from resilience.servers.memcached import Memcached
+
+    server, ns = request.getfixturevalue("server_in_netns")(Memcached, start_timeout=10.0)
+    fw = ns.firewall
     held: list[Any] = []
 
     def on() -> None:

@@ -191,3 +191,31 @@ def test_port_in_use_tells_taken_free_and_foreign_addresses_apart() -> None:
     assert _ports.port_in_use(_ports.free_port()) is False
     # TEST-NET-1 (RFC 5737) is assigned to no interface here
     assert _ports.port_in_use(12345, "192.0.2.1") is None
+
+
+class _NsServer(Server):
+    def __init__(self, data_dir: Path, netns: object) -> None:
+        super().__init__("ns", kind="memcached", data_dir=data_dir, ports={"p": 1},
+                         host="10.200.0.2", netns=netns)  # type: ignore[arg-type]
+
+    def command(self) -> list[str]:
+        return ["/bin/true"]
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "has space", "..", 7])
+def test_a_bad_netns_name_is_a_value_error_naming_it(tmp_path: Path, bad: object) -> None:
+    """A netns that is not a namespace name fails at construction, quoting the value."""
+    with pytest.raises(ValueError, match=r"netns=.*not a network namespace name"):
+        _NsServer(tmp_path, bad)
+
+
+def test_netns_runs_the_command_under_ip_netns_exec(tmp_path: Path) -> None:
+    """With netns the launched argv is `ip netns exec NAME` + the server's own command;
+    without it, the command alone."""
+    server = _NsServer(tmp_path, "res-test-1")
+    assert server.launch_command() == ["ip", "netns", "exec", "res-test-1", "/bin/true"]
+    assert server.describe()["netns"] == "res-test-1"
+    assert "netns=res-test-1" in repr(server)
+    plain = _ShellServer(tmp_path, "true")
+    assert plain.netns is None
+    assert plain.launch_command() == plain.command()

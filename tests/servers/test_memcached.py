@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymemcache.client.base import Client
@@ -104,3 +106,21 @@ def test_bad_option_raises_server_error_with_memcached_log(tmp_path: Path) -> No
     assert "memcached-bad: exited with status 1" in str(info.value)
     assert "-t 0" in str(info.value)
     assert "Number of threads must be greater than 0" in info.value.log_tail
+
+
+def test_a_node_in_a_network_namespace_serves_on_the_namespace_address(
+    server_in_netns: Any,
+) -> None:
+    """Memcached(host=ns_ip, netns=name) runs inside the namespace: it answers on the
+    namespace's address, and nothing listens on its port on this side's loopback."""
+    server, ns = server_in_netns(Memcached, start_timeout=10.0)
+    assert server.host == ns.ns_ip
+    assert os.readlink(f"/proc/{server.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    client = _client(server)
+    try:
+        assert client.set("k", b"v", noreply=False)
+        assert client.get("k") == b"v"
+    finally:
+        client.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT).close()
