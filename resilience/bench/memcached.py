@@ -133,40 +133,17 @@ class MemcachedBench:
 
     name = "memcached"
 
-    def __init__(self) -> None:
-        self._host = "127.0.0.1"
-
-    def listen_host(self, host: str) -> None:
-        self._host = host
-
     def start_server(
         self,
         work_dir: str,
-        wrap_command: Callable[[list[str]], list[str]] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
         targets: Sequence[int] = (0,),
     ) -> RunningServer:
         from resilience.servers.memcached import Memcached
 
-        listen = self._host
-        self._host = "127.0.0.1"
-
-        class _Node(Memcached):
-            def command(self) -> list[str]:
-                cmd = super().command()
-                cmd[cmd.index("-l") + 1] = listen
-                return wrap_command(cmd) if wrap_command is not None else cmd
-
-            def spawn(self) -> None:
-                # The harness checks the port by binding host:port here; a namespace's
-                # address does not exist in this namespace, so check loopback instead.
-                self.host = "127.0.0.1"
-                try:
-                    super().spawn()
-                finally:
-                    self.host = listen
-
-        server = _Node(Path(work_dir), name="memcached-bench")
-        server.host = listen
+        server = Memcached(Path(work_dir), name="memcached-bench", host=host, netns=netns)
         server.start(timeout=15.0)
         try:
             _store(server.host, server.port,

@@ -20,7 +20,7 @@ in :mod:`resilience.bench.scenarios`; a datastore needs nothing fault-specific.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from resilience.bench.model import OverheadRow
@@ -83,22 +83,23 @@ class Datastore(Protocol):
     def start_server(
         self,
         work_dir: str,
-        wrap_command: Callable[[list[str]], list[str]] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
         targets: Sequence[int] = (0,),
     ) -> RunningServer:
         """Start one server, wait until it answers, and store the keys of ``targets``.
 
         Args:
             work_dir: a fresh directory for its data and logs.
-            wrap_command: turns the server's command line into the one to run (for
-                example ``ip netns exec NS ...``); None runs it as is.
+            host: the address the server listens on.
+            netns: the name of an existing network namespace to run the server in
+                (the harness's ``Server(netns=...)``), with ``host`` one of its
+                addresses; None runs it here.
             targets: the node indexes whose subjects' keys this server must hold (a
                 subject built with ``target=t`` reads a key stored only on servers
                 started with ``t`` in ``targets``).
         """
-
-    def listen_host(self, host: str) -> None:
-        """Make the next ``start_server`` bind ``host`` instead of 127.0.0.1."""
 
     def subject(self, kind: str, nodes: Sequence[tuple[str, int]], budget: float,
                 target: int = 0) -> Subject:

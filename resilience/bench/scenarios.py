@@ -120,11 +120,8 @@ class _NetnsSite(_Site):
         self._ns = Namespace()
         ns = self._ns
         try:
-            env.datastore.listen_host(ns.ns_ip)
             self._server = env.datastore.start_server(
-                tempfile.mkdtemp(dir=env.work_dir),
-                wrap_command=lambda cmd: ["ip", "netns", "exec", ns.name, *cmd],
-            )
+                tempfile.mkdtemp(dir=env.work_dir), host=ns.ns_ip, netns=ns.name)
         except BaseException:
             ns.close()
             raise
