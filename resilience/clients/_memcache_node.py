@@ -7,10 +7,12 @@ pymemcache keeps one socket per ``Client`` and reads it with ``sock.recv`` in a 
 the call: a reply that trickles one byte at a time inside the timeout (slow drip) would
 run on. The sockets here are :class:`DeadlineSocket`, handed to pymemcache through its
 ``socket_module`` argument. Before each call the node stores the call's absolute
-``deadline`` on the socket; every ``recv``/``sendall`` checks it and, only when the armed
-socket timeout no longer fits the remaining budget (within ``_SLACK``), re-arms it. On the
-healthy path the armed timeout already fits, so a call costs one clock read per
-``recv``, not a ``settimeout`` syscall.
+``deadline`` on the socket, which works out the span of clock readings in which the
+armed socket timeout fits the remaining budget (within ``_SLACK``); every
+``recv``/``sendall`` reads the clock and, only outside that span, raises (deadline
+passed) or re-arms the timeout. On the healthy path the armed timeout already fits, so
+a call costs one clock read and one comparison per ``recv``, not a ``settimeout``
+syscall.
 
 Connecting happens before the driver method runs, with ``min(connect_timeout,
 remaining)``; pymemcache then finds the socket connected.
@@ -42,48 +44,74 @@ _INF = float("inf")
 class DeadlineSocket(socket.socket):
     """A socket whose reads and writes end by ``deadline`` (absolute, monotonic).
 
-    ``deadline`` is infinite until a call sets it; ``armed`` is the socket timeout
-    currently set (seconds).
+    ``deadline`` is infinite until :meth:`set_deadline`; ``armed`` is the socket timeout
+    currently set (seconds). ``fast_from``/``fast_until`` is the span of clock readings
+    in which the armed timeout fits the remaining budget within ``_SLACK`` (and the
+    deadline has not passed): inside it a ``recv``/``sendall`` goes straight to the
+    socket; outside it the slow path raises TimeoutError once the deadline has passed,
+    or re-arms the timeout to what remains.
     """
 
-    __slots__ = ("armed", "deadline")
+    __slots__ = ("armed", "deadline", "fast_from", "fast_until")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = _INF
         self.armed: float | None = None
+        self.fast_from = -_INF
+        self.fast_until = _INF
 
     def settimeout(self, value: float | None) -> None:
         _settimeout(self, value)
         self.armed = value
+        self._span()
 
-    # recv and sendall repeat the same few lines instead of calling a helper: they run
-    # on every call, and a Python call and super() lookup are a measurable share of a
-    # 25 µs loopback round trip.
+    def set_deadline(self, deadline: float) -> None:
+        """Make every later read and write end by ``deadline`` (monotonic seconds)."""
+        self.deadline = deadline
+        armed = self.armed
+        if armed is None or deadline == _INF:
+            self._span()
+            return
+        self.fast_from = deadline - armed - _SLACK  # _span inlined: once per call
+        until = deadline - armed + _SLACK
+        self.fast_until = until if until < deadline else deadline
+
+    def _span(self) -> None:
+        # remaining(now) = deadline - now fits armed within _SLACK for now in
+        # [deadline - armed - _SLACK, deadline - armed + _SLACK], cut at the deadline.
+        deadline, armed = self.deadline, self.armed
+        if deadline == _INF or armed is None:
+            # No deadline: the armed timeout alone applies. No timeout yet: always slow.
+            self.fast_from, self.fast_until = (-_INF, _INF) if deadline == _INF else (_INF, 0.0)
+            return
+        self.fast_from = deadline - armed - _SLACK
+        until = deadline - armed + _SLACK
+        self.fast_until = until if until < deadline else deadline
+
+    # recv and sendall run on every call: one clock read and one chained comparison
+    # on the healthy path (a Python call and super() lookup are a measurable share of a
+    # 25 µs loopback round trip, so the slow path is a separate method).
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        deadline = self.deadline
-        if deadline != _INF:
-            remaining = deadline - _monotonic()
-            if remaining <= 0:
-                raise TimeoutError("deadline reached")
-            armed = self.armed
-            if armed is None or not remaining - _SLACK <= armed <= remaining + _SLACK:
-                _settimeout(self, remaining)
-                self.armed = remaining
+        if not self.fast_from <= _monotonic() < self.fast_until:
+            self._rearm()
         return _recv(self, bufsize, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        deadline = self.deadline
-        if deadline != _INF:
-            remaining = deadline - _monotonic()
-            if remaining <= 0:
-                raise TimeoutError("deadline reached")
-            armed = self.armed
-            if armed is None or not remaining - _SLACK <= armed <= remaining + _SLACK:
-                _settimeout(self, remaining)
-                self.armed = remaining
+        if not self.fast_from <= _monotonic() < self.fast_until:
+            self._rearm()
         _sendall(self, data, flags)
+
+    def _rearm(self) -> None:
+        # Outside the fast span: the deadline has passed, or the armed timeout no longer
+        # fits what remains (re-armed: one settimeout, no I/O).
+        remaining = self.deadline - _monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline reached")
+        armed = self.armed
+        if armed is None or not remaining - _SLACK <= armed <= remaining + _SLACK:
+            self.settimeout(remaining)
 
 
 _settimeout = socket.socket.settimeout
@@ -138,7 +166,7 @@ class NodePool:
             client = self._idle.pop()
         except IndexError:
             return self._connect(deadline, connect_timeout)
-        client.sock.deadline = deadline  # idle clients always hold a connected socket
+        client.sock.set_deadline(deadline)  # idle clients always hold a connected socket
         return client
 
     def _connect(self, deadline: float, connect_timeout: float) -> Client:
@@ -164,7 +192,7 @@ class NodePool:
         if self._closed:  # close() ran while we connected: do not leak the socket
             self.discard(client)
             raise ConnectionAbortedError("client closed while connecting")
-        client.sock.deadline = deadline
+        client.sock.set_deadline(deadline)
         return client
 
     def checkin(self, client: Client) -> None:
