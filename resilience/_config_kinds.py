@@ -63,7 +63,10 @@ class OptionKey(NamedTuple):  # a NamedTuple: a dataclass costs ~1.5 ms of impor
 
 
 def num(x: float) -> str:
-    return str(round(x)) if abs(x - round(x)) < 1e-9 else f"{x:.6g}"
+    """``x`` as a short decimal: whole numbers without a fraction (the tolerance is
+    relative, since seconds * 1000 is off by more than 1e-9 at a day's milliseconds)."""
+    whole = round(x)
+    return str(whole) if abs(x - whole) <= 1e-9 * max(1.0, abs(x)) else f"{x:.6g}"
 
 
 def _leaf(f: Any, prefix: tuple[str, ...], env_prefix: str, default: Any) -> OptionKey:
