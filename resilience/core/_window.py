@@ -159,13 +159,17 @@ class TimeWindow:
 
 
 class ClosedPermit:
-    """Token shared by every call admitted in one CLOSED generation; carries its window."""
+    """Token shared by every call admitted in one CLOSED generation; carries its window
+    and the breaker's slow-call duration (``slow_after``), so the pipeline records a
+    fast success with ``permit.window.add_ok(now)`` and no breaker method in between."""
 
-    __slots__ = ("generation", "window")
+    __slots__ = ("generation", "slow_after", "window")
 
-    def __init__(self, generation: int, window: CountWindow | TimeWindow) -> None:
+    def __init__(self, generation: int, window: CountWindow | TimeWindow,
+                 slow_after: float = float("inf")) -> None:
         self.generation = generation
         self.window = window
+        self.slow_after = slow_after
 
     def __repr__(self) -> str:
         return f"<breaker permit closed generation={self.generation}>"

@@ -411,7 +411,8 @@ class CircuitBreaker:
         if new is _CLOSED:
             self._window = self._new_window()
             self._interval = self._options.open_duration
-            self._closed_permit = self._fast_permit = ClosedPermit(self._gen, self._window)
+            self._closed_permit = self._fast_permit = ClosedPermit(
+                self._gen, self._window, self._slow_dur)
         elif new is _FORCED_CLOSED or new is _DISABLED:
             self._closed_permit = None
             self._fast_permit = PASS

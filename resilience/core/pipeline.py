@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
+from resilience.core._window import ClosedPermit
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.deadline import DEADLINE
 from resilience.core.operation import (
@@ -116,7 +117,12 @@ def call(
         else:
             end = monotonic()
             if op.is_failure_result is None and not op.events.listeners:
-                breaker.on_success(permit, end, end - now)
+                # breaker.on_success's hot path without its frame: a fast success in
+                # CLOSED is one lock-free window update.
+                if type(permit) is ClosedPermit and end - now < permit.slow_after:
+                    permit.window.add_ok(end)
+                else:
+                    breaker.on_success(permit, end, end - now)
             else:
                 _succeeded(op, breaker, permit, result, start, now, end)
             return result
@@ -186,7 +192,12 @@ async def acall(
         else:
             end = monotonic()
             if op.is_failure_result is None and not op.events.listeners:
-                breaker.on_success(permit, end, end - now)
+                # breaker.on_success's hot path without its frame: a fast success in
+                # CLOSED is one lock-free window update.
+                if type(permit) is ClosedPermit and end - now < permit.slow_after:
+                    permit.window.add_ok(end)
+                else:
+                    breaker.on_success(permit, end, end - now)
             else:
                 _succeeded(op, breaker, permit, result, start, now, end)
             return result
