@@ -213,7 +213,7 @@ def _circuit_open(
     err: CircuitOpenError = _new(CircuitOpenError)
     err.__dict__ = {
         "service": op.service,
-        "endpoint": breaker.name or op.endpoint,
+        "endpoint": breaker._name or op.endpoint,  # the name property, without its frame
         "operation": op.name,
         "elapsed": now - start,
         "retry_after": breaker.retry_after(now),

@@ -89,8 +89,9 @@ def call(
         if now >= at:
             bulkhead.release()
             return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
-    # breaker.acquire(now) without its frame in CLOSED (its lock-free fast path).
-    permit = breaker._fast_permit or breaker.acquire(now)  # never raises
+    # breaker.acquire(now), one frame shorter: the permit of CLOSED (lock-free), else
+    # the state machine's slow path (also lock-free when it rejects). Never raises.
+    permit = breaker._fast_permit or breaker._acquire_slow(now)
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
         # outside the try block below, which would cost a re-raise (~0.1 µs).
@@ -166,8 +167,9 @@ async def acall(
         if now >= at:
             bulkhead.release()
             return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
-    # breaker.acquire(now) without its frame in CLOSED (its lock-free fast path).
-    permit = breaker._fast_permit or breaker.acquire(now)  # never raises
+    # breaker.acquire(now), one frame shorter: the permit of CLOSED (lock-free), else
+    # the state machine's slow path (also lock-free when it rejects). Never raises.
+    permit = breaker._fast_permit or breaker._acquire_slow(now)
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
         # outside the try block below, which would cost a re-raise (~0.1 µs).
