@@ -109,9 +109,9 @@ class OverheadRow:
     median_us: float
     min_us: float
     max_us: float
-    ratio: float  # median against the raw driver's median for the same operation
+    ratio: float  # median over rounds of the round's ratio to the raw driver
     cpu_us: float = 0.0  # median CPU µs per call (client side only)
-    cpu_added_us: float = 0.0  # cpu_us minus the raw driver's
+    cpu_added_us: float = 0.0  # median over rounds of the CPU µs over the raw driver
 
 
 @dataclass(slots=True)

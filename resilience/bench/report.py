@@ -84,11 +84,12 @@ def markdown(result: RunResult) -> str:
             "",
             "## Healthy-path cost",
             "",
-            "Median wall-clock µs per call over rounds (min..max across rounds), loopback, "
-            "one thread; `x raw` is the median against raw pymemcache for the same "
-            "operation. The wall figure includes memcached's answer, so it moves with how "
-            "busy or idle the machine is; *CPU µs* is this process's CPU time per call, "
-            "the client-side cost alone, and *added* is its difference from raw.",
+            "Median wall-clock µs per call over interleaved rounds (min..max across "
+            "rounds), loopback, one thread; `x raw` is the median over rounds of the "
+            "round's ratio to raw pymemcache for the same operation. The wall figure "
+            "includes memcached's answer, so it moves with how busy or idle the machine "
+            "is; *CPU µs* is this process's CPU time per call, the client-side cost "
+            "alone, and *added* is the median over rounds of its difference from raw.",
             "",
             _md_table(_OVERHEAD_HEADER, [_overhead_cells(r) for r in result.overhead]),
         ]
