@@ -329,3 +329,18 @@ def test_no_event_is_built_without_a_listener(run: Runner) -> None:
     assert built and {e.kind for e in seen} >= {"rejected", "fallback_used"}
     rejected = next(e for e in seen if e.kind == "rejected")
     assert rejected.reason == "circuit_open" and rejected.endpoint == "10.0.0.1:11211"
+
+
+def test_slow_successes_open_the_breaker_fast_ones_do_not(run: Runner) -> None:
+    """Successes longer than the slow-call duration count as slow (the breaker opens at
+    the slow-call rate); shorter ones count as plain successes."""
+    clock = FakeClock()
+    op = make_op(clock, timeout=1.0)
+    fast = make_breaker(slow_call_duration=0.05, slow_call_rate=1.0)
+    for _ in range(4):
+        run.call(op, fast, Script(clock, "v", takes=0.04))
+    assert fast.state(clock.monotonic()) is BreakerState.CLOSED
+    slow = make_breaker(slow_call_duration=0.05, slow_call_rate=1.0)
+    for _ in range(2):
+        assert run.call(op, slow, Script(clock, "v", takes=0.06)) == "v"
+    assert slow.state(clock.monotonic()) is BreakerState.OPEN
