@@ -9,6 +9,8 @@ from pathlib import Path
 __all__ = ["register", "run"]
 
 DEFAULT_OUT = Path("benchmarks/results/failure-latency")
+# A --quick run is a smoke run: it must not overwrite the committed full result.
+QUICK_OUT = Path("benchmarks/results/failure-latency-quick")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +20,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--quick", action="store_true",
                         help="fewer calls, 1.5 s cap: under a minute")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"results folder (default {DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"results folder (default {DEFAULT_OUT}; with --quick {QUICK_OUT})")
     parser.add_argument("--datastores", default="memcached",
                         help=f"comma separated, from: {', '.join(DATASTORES)}")
     parser.add_argument("--faults", default="",
@@ -27,6 +29,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                         + ", ".join(s.id for s in SCENARIOS))
     parser.add_argument("--no-overhead", action="store_true",
                         help="skip the healthy-path overhead measurement")
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    """``--out``, else the committed folder for a full run and its own for ``--quick``."""
+    if args.out is not None:
+        return Path(args.out)
+    return QUICK_OUT if args.quick else DEFAULT_OUT
 
 
 def _split(value: str) -> list[str]:
@@ -46,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"resilience bench: {exc}", file=sys.stderr)
         return 2
     print(table(result))
-    for path in write_all(result, args.out):
+    for path in write_all(result, output_dir(args)):
         print(f"wrote {path}")
     return 0
