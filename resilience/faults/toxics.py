@@ -187,7 +187,10 @@ class Reset(Toxic):
 
     async def pipe(self, data: bytes, flow: Flow) -> bytes:
         if not self.after_bytes:
-            return data
+            # A reset "at once" forwards nothing: bytes that arrive before the RST goes
+            # out (its timer runs on the next loop turn) must not reach the other side,
+            # or a busy loop lets a whole request/reply through first.
+            return data if self.after_ms > 0 else b""
         seen = flow.state.get("seen", 0)
         room = self.after_bytes - seen
         flow.state["seen"] = seen + len(data)

@@ -38,8 +38,9 @@ class EchoServer:
             threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
 
     def _echo(self, conn: socket.socket) -> None:
-        conn.settimeout(0.5)
+        # stop() may close conn before this thread first runs: OSError ends it quietly.
         with contextlib.suppress(OSError):
+            conn.settimeout(0.5)
             if self.greeting:
                 conn.sendall(self.greeting)
             while not self._stop.is_set():
