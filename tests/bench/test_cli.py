@@ -1,30 +1,53 @@
-"""`resilience bench` argument handling (the runs themselves are tested in test_suite.py)."""
+"""`resilience bench` end to end on real memcached, and its input checks."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
-from resilience.bench import cli
+from resilience.bench import cli, plugin, scenarios
+from resilience.cli import main
 
 
-def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    cli.register(parser)
-    return parser.parse_args(list(argv))
+def test_unknown_datastore_and_fault_are_refused_with_the_known_names() -> None:
+    with pytest.raises(ValueError, match="memcached"):
+        plugin.load("redis")
+    with pytest.raises(ValueError, match="frozen"):
+        scenarios.select(["melted"])
+
+
+def test_memcached_plugin_satisfies_the_datastore_interface() -> None:
+    assert isinstance(plugin.load("memcached"), plugin.Datastore)
+
+
+def test_bad_fault_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["bench", "--faults", "melted", "--out", str(tmp_path)]) == 2
+    assert "melted" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_run_measures_raw_and_wrapper_and_writes_reports(memcached: object,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert main(["bench", "--quick", "--faults", "refused,frozen", "--no-overhead",
+                 "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    rows = {(r["fault"], r["subject"]): r for r in data["faults"]}
+    assert set(rows) == {(f, s) for f in ("refused", "frozen") for s in plugin.SUBJECTS}
+    frozen_raw = rows[("frozen", "raw-default")]
+    assert frozen_raw["hangs"] == 1  # pymemcache's defaults block on a frozen server
+    wrapper = rows[("frozen", "wrapper")]
+    assert wrapper["hangs"] == 0 and wrapper["stats"]["max"] < 0.1 + 0.25
+    assert (out / "failure-latency.png").exists() and (out / "results.md").exists()
 
 
 def test_quick_run_does_not_overwrite_the_committed_full_result() -> None:
     """Without --out, --quick writes to its own folder and a full run to the committed one."""
-    assert cli.output_dir(_parse()) == cli.DEFAULT_OUT
-    assert cli.output_dir(_parse("--quick")) == cli.QUICK_OUT != cli.DEFAULT_OUT
-    assert cli.output_dir(_parse("--quick", "--out", "/tmp/r")) == Path("/tmp/r")
-
-
-def test_unknown_fault_is_an_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
-    """An unknown fault id exits 2 with a message, before any server starts."""
-    args = _parse("--faults", "no-such-fault", "--no-overhead")
-    assert cli.run(args) == 2
-    assert "no-such-fault" in capsys.readouterr().err
+    parser = argparse.ArgumentParser()
+    cli.register(parser)
+    assert cli.output_dir(parser.parse_args([])) == cli.DEFAULT_OUT
+    assert cli.output_dir(parser.parse_args(["--quick"])) == cli.QUICK_OUT != cli.DEFAULT_OUT
+    assert cli.output_dir(parser.parse_args(["--quick", "--out", "/tmp/r"])) == Path("/tmp/r")
