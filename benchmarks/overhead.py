@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import timeit
@@ -271,11 +272,37 @@ def run(quick: bool) -> dict[str, Any]:
     ]
     return {
         "machine": machine(),
+        "import_ms": import_time_ms(repeats),
         "repeats": repeats,
         "calls_per_sample": number,
         "targets_us": TARGETS,
         "rows": rows,
     }
+
+
+IMPORT_PROBE = (
+    "import time; t = time.perf_counter(); import {module};"
+    " print((time.perf_counter() - t) * 1000)"
+)
+
+
+def import_time_ms(repeats: int) -> dict[str, dict[str, float]]:
+    """Cold import in a fresh interpreter (ms), median and spread over ``repeats``
+    processes: ``resilience`` (what service code pays at start-up) and the memcached
+    wrapper module (which still imports no driver)."""
+    out: dict[str, dict[str, float]] = {}
+    for module in ("resilience", "resilience.clients.memcache"):
+        runs = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", IMPORT_PROBE.format(module=module)],
+                    capture_output=True, text=True, check=True, timeout=60,
+                ).stdout
+            )
+            for _ in range(repeats)
+        ]
+        out[module] = quantiles(runs)
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -305,6 +332,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['case']} | {row['measure']} | {q['median']:.3f} | {q['p10']:.3f}"
             f" | {q['p90']:.3f} | {target} |"
         )
+    lines += ["", "Cold import in a fresh interpreter (ms, median and p10/p90 over processes):", ""]
+    lines += ["| module | median | p10 | p90 |", "|---|---:|---:|---:|"]
+    for module, q in result["import_ms"].items():
+        lines.append(f"| `import {module}` | {q['median']:.1f} | {q['p10']:.1f} | {q['p90']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
