@@ -25,8 +25,10 @@ ensure_apt() {  # ensure_apt PKG...: install Debian packages that are missing
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "apt-get install ${missing[*]}"
-  retry 3 apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive retry 3 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Bounded: a registry that stops answering costs a retry, not a hung run.
+  retry 3 timeout 600 apt-get update -qq
+  retry 3 timeout 900 env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 ensure_venv() {  # the project and its dev/bench extras in $VENV
@@ -37,8 +39,8 @@ ensure_venv() {  # the project and its dev/bench extras in $VENV
   local stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
   if [ ! -f "$stamp" ]; then
     log "pip install -e .[dev]"
-    retry 3 "$PY" -m pip install -q --upgrade pip
-    retry 3 "$PY" -m pip install -q -e "$ROOT[dev]"
+    retry 3 timeout 600 "$PY" -m pip install -q --upgrade pip
+    retry 3 timeout 1200 "$PY" -m pip install -q -e "$ROOT[dev]"
     touch "$stamp"
   fi
 }
@@ -48,8 +50,7 @@ ensure_system_tools() {  # what the fault toolkit needs: iptables and iproute2
 }
 
 ensure_servers() {  # ensure_servers NAME...: install real servers through the harness
-  if "$PY" -c "import resilience.servers.cli" 2>/dev/null; then
-    log "resilience servers install $*"
-    retry 2 "$PY" -m resilience servers install "$@"
-  fi
+  # (each installer retries its own registry steps and bounds them; this retries the whole)
+  log "resilience servers install $*"
+  retry 2 "$PY" -m resilience servers install "$@"
 }
