@@ -92,6 +92,10 @@ class SearchNode(Server):
         cluster_name: the cluster's name (``resilience-<name>`` by default).
         seed_hosts: transport ``host:port`` of every member, to form a cluster.
         initial_masters: node names of the members that vote in the first election.
+        host: ``network.host`` (HTTP and transport); loopback unless you run it in a
+            namespace.
+        netns: run inside this network namespace (``ip netns exec NAME``), with ``host``
+            one of its addresses; see :class:`~resilience.servers._server.Server`.
     """
 
     dist: Distribution  # set by each subclass
@@ -108,12 +112,19 @@ class SearchNode(Server):
         cluster_name: str | None = None,
         seed_hosts: Sequence[str] = (),
         initial_masters: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         if heap_mb < 128:
             raise ValueError(f"heap_mb must be >= 128, got {heap_mb}")
         ports = {"http": http_port or free_port(), "transport": transport_port or free_port()}
         super().__init__(
-            name or self.dist.name, kind=self.dist.name, data_dir=data_dir, ports=ports
+            name or self.dist.name,
+            kind=self.dist.name,
+            data_dir=data_dir,
+            ports=ports,
+            host=host,
+            netns=netns,
         )
         self.heap_mb = heap_mb
         self.jvm_options = list(jvm_options)
@@ -124,7 +135,7 @@ class SearchNode(Server):
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` of the HTTP port."""
+        """``http://HOST:PORT`` of the HTTP port."""
         return f"http://{self.host}:{self.port}"
 
     @property

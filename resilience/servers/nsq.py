@@ -61,10 +61,11 @@ def http_get(url: str, timeout: float) -> tuple[int, bytes]:
 class _NsqProcess(Server):
     program = ""
 
-    def __init__(self, data_dir: Path, *, name: str) -> None:
-        super().__init__(
-            name, kind=NAME, data_dir=data_dir, ports={"tcp": free_port(), "http": free_port()}
-        )
+    def __init__(
+        self, data_dir: Path, *, name: str, host: str = "127.0.0.1", netns: str | None = None
+    ) -> None:
+        ports = {"tcp": free_port(), "http": free_port()}
+        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports, host=host, netns=netns)
 
     @property
     def tcp_address(self) -> str:
@@ -84,12 +85,26 @@ class _NsqProcess(Server):
 
 
 class Nsqlookupd(_NsqProcess):
-    """One nsqlookupd: ports ``tcp`` (for nsqd) and ``http`` (for consumers' discovery)."""
+    """One nsqlookupd: ports ``tcp`` (for nsqd) and ``http`` (for consumers' discovery).
+
+    Args:
+        host: address to listen on and to broadcast; loopback unless you run it in a
+            namespace.
+        netns: run inside this network namespace (``ip netns exec NAME``), with ``host``
+            one of its addresses; see :class:`~resilience.servers._server.Server`.
+    """
 
     program = "nsqlookupd"
 
-    def __init__(self, data_dir: Path, *, name: str = "nsqlookupd") -> None:
-        super().__init__(data_dir, name=name)
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        name: str = "nsqlookupd",
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+    ) -> None:
+        super().__init__(data_dir, name=name, host=host, netns=netns)
 
     def command(self) -> list[str]:
         return [
@@ -111,6 +126,10 @@ class Nsqd(_NsqProcess):
     Args:
         lookupd_tcp: nsqlookupd TCP addresses to register with.
         node_id: distinct per nsqd (it seeds message ids).
+        host: address to listen on and to broadcast; loopback unless you run it in a
+            namespace.
+        netns: run inside this network namespace (``ip netns exec NAME``), with ``host``
+            one of its addresses; see :class:`~resilience.servers._server.Server`.
     """
 
     program = "nsqd"
@@ -122,8 +141,10 @@ class Nsqd(_NsqProcess):
         name: str = "nsqd",
         lookupd_tcp: list[str] | None = None,
         node_id: int = 1,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
-        super().__init__(data_dir, name=name)
+        super().__init__(data_dir, name=name, host=host, netns=netns)
         self.lookupd_tcp = list(lookupd_tcp or [])
         self.node_id = node_id
 

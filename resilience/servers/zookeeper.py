@@ -70,7 +70,12 @@ class ZooKeeper(Server):
         port: client port; free when omitted.
         tick_time_ms: ``tickTime``; session timeouts are bounded by 2x..20x of it.
         myid: this member's id in ``peers`` (ensemble only).
-        peers: ``{myid: (peer_port, election_port)}`` of every member (ensemble only).
+        peers: ``{myid: (peer_port, election_port)}`` of every member (ensemble only),
+            all on ``host``.
+        host: address to listen on (client, peer and election ports); loopback unless
+            you run it in a namespace.
+        netns: run inside this network namespace (``ip netns exec NAME``), with ``host``
+            one of its addresses; see :class:`~resilience.servers._server.Server`.
     """
 
     def __init__(
@@ -82,10 +87,13 @@ class ZooKeeper(Server):
         tick_time_ms: int = 500,
         myid: int | None = None,
         peers: dict[int, tuple[int, int]] | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         if (myid is None) != (peers is None) or (peers is not None and myid not in peers):
             raise ValueError(f"{name}: give both myid and peers (with myid in peers) or neither")
-        super().__init__(name, kind=NAME, data_dir=data_dir, ports={"client": port or free_port()})
+        ports = {"client": port or free_port()}
+        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports, host=host, netns=netns)
         if peers is not None and myid is not None:
             self.ports["peer"], self.ports["election"] = peers[myid]
         self.tick_time_ms = tick_time_ms

@@ -19,6 +19,7 @@ import pytest
 
 from resilience.servers import cassandra
 from resilience.servers._base import Cluster, NotInstalledError, Server, ServerError
+from resilience.servers.cassandra._node import MAIN_CLASS
 from resilience.testing._server_fixtures import require_installed
 
 pytestmark = [pytest.mark.servers("cassandra"), pytest.mark.slow]
@@ -132,6 +133,19 @@ def test_missing_jars_raise_not_installed_with_install_hint(
     with pytest.raises(NotInstalledError) as info:
         cassandra.Cassandra(tmp_path / "node").start(5)
     assert "resilience servers install cassandra" in str(info.value)
+
+
+def test_host_and_netns_reach_the_config_and_the_command(tmp_path: Path) -> None:
+    """Cassandra(host=, netns=) listens, serves CQL and seeds itself on ``host``, and its
+    JVM is launched under ``ip netns exec NAME``."""
+    require_installed("cassandra")
+    server = cassandra.Cassandra(tmp_path, host="10.200.0.2", netns="res-test-1")
+    cfg = server.config()
+    assert cfg["listen_address"] == cfg["rpc_address"] == "10.200.0.2"
+    assert f'seeds: "10.200.0.2:{server.ports["storage"]}"' in cfg["seed_provider"]
+    command = server.launch_command()
+    assert command[:4] == ["ip", "netns", "exec", "res-test-1"]
+    assert command[-1] == MAIN_CLASS
 
 
 def test_heap_below_minimum_is_rejected_by_name(tmp_path: Path) -> None:

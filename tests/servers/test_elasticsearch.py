@@ -110,6 +110,20 @@ def test_config_has_our_ports_and_no_relative_log_paths(tmp_path: Path) -> None:
     assert "gc.log" not in jvm and "-Xmx256m" in jvm and "-XX:TieredStopAtLevel=1" in jvm
 
 
+def test_host_and_netns_reach_the_config_the_url_and_the_command(tmp_path: Path) -> None:
+    """A node with host=, netns= listens on ``host`` (network.host, url) and its launcher
+    runs under ``ip netns exec NAME``."""
+    require_installed("elasticsearch")
+    node = ElasticsearchNode(tmp_path, host="10.200.0.2", netns="res-test-1")
+    node.prepare()
+    yml = (node.node_dir / "config" / "elasticsearch.yml").read_text()
+    assert "network.host: 10.200.0.2" in yml
+    assert node.url == f"http://10.200.0.2:{node.ports['http']}"
+    command = node.launch_command()
+    assert command[:4] == ["ip", "netns", "exec", "res-test-1"]
+    assert command[-1] == str(DISTRIBUTION.launcher)
+
+
 def test_orphan_runtime_dirs_go_unless_a_server_still_holds_the_lock(tmp_path: Path) -> None:
     """A runtime dir whose data_dir is gone is removed, unless its node.lock is held."""
     root = _runtime_root()

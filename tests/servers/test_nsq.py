@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 import urllib.error
@@ -18,7 +19,7 @@ from typing import Any
 import nsq as pynsq
 import pytest
 
-from resilience.servers.nsq import NsqCluster, Nsqd, cluster, http_get
+from resilience.servers.nsq import NsqCluster, Nsqd, Nsqlookupd, cluster, http_get
 
 STEP = 10.0  # bound on each end-to-end step; loopback needs milliseconds
 
@@ -146,3 +147,17 @@ def test_killed_nsqd_refuses_connections(tmp_path: Path) -> None:
         nsqd.kill()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((nsqd.host, nsqd.ports["tcp"]), timeout=1).close()
+
+
+@pytest.mark.parametrize("program", [Nsqd, Nsqlookupd])
+def test_a_program_in_a_network_namespace_serves_on_its_address(
+    server_in_netns: Any, program: type[Nsqd | Nsqlookupd]
+) -> None:
+    """nsqd and nsqlookupd with host=ns_ip, netns=name run inside the namespace: /ping
+    answers on the namespace's address, and nothing listens on this side's loopback."""
+    server, ns = server_in_netns(program, start_timeout=10.0)
+    assert server.host == ns.ns_ip
+    assert os.readlink(f"/proc/{server.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert http_get(f"http://{server.http_address}/ping", 2.0) == (200, b"OK")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.ports["tcp"]), timeout=1).close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
@@ -145,3 +148,16 @@ def test_broken_config_raises_server_error_with_zookeeper_log(tmp_path: Path) ->
     assert "zookeeper-bad: exited with status" in str(info.value)
     assert "QuorumPeerMain" in str(info.value)
     assert "not-a-number" in info.value.log_tail
+
+
+def test_a_standalone_server_in_a_network_namespace_serves_on_its_address(
+    server_in_netns: Any,
+) -> None:
+    """ZooKeeper(host=ns_ip, netns=name) runs inside the namespace and answers srvr on the
+    namespace's address; nothing listens on its port on this side's loopback."""
+    server, ns = server_in_netns(ZooKeeper, start_timeout=30.0)
+    assert server.host == ns.ns_ip
+    assert os.readlink(f"/proc/{server.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert server.mode() == "standalone"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=OP_TIMEOUT).close()

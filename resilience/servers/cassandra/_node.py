@@ -103,6 +103,10 @@ class Cassandra(Server):
         jvm_options: JVM options added after ours (a later option wins).
         seeds: ``host:storage_port`` of the seed nodes; the node itself when omitted.
         initial_token: this node's token (its single vnode); random when omitted.
+        host: ``listen_address`` and ``rpc_address``; loopback unless you run it in a
+            namespace.
+        netns: run inside this network namespace (``ip netns exec NAME``), with ``host``
+            one of its addresses; see :class:`~resilience.servers._server.Server`.
     """
 
     def __init__(
@@ -117,15 +121,17 @@ class Cassandra(Server):
         jvm_options: Sequence[str] = (),
         seeds: Sequence[str] = (),
         initial_token: int | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         if heap_mb < 256:
             raise ValueError(f"{name}: heap_mb must be >= 256 (Cassandra needs it), got {heap_mb}")
         ports = {"native": native_port or free_port(), "storage": storage_port or free_port()}
-        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports)
+        super().__init__(name, kind=NAME, data_dir=data_dir, ports=ports, host=host, netns=netns)
         self.heap_mb = heap_mb
         self.yaml_overrides = dict(yaml or {})
         self.jvm_options = list(jvm_options)
-        self.seeds = list(seeds) or [f"{self.host}:{self.ports['storage']}"]
+        self.seeds = list(seeds) or [self.storage_address]
         self.initial_token = initial_token
 
     @property
