@@ -17,9 +17,10 @@ Bounding the call. The guarded function does not receive the remaining budget; t
 ambient deadline is set during each attempt, so it (and any guarded call nested in it)
 can read `resilience.remaining()`. An async attempt is also cancelled when its budget
 runs out (``asyncio.timeout``; ``cancel_at_deadline=False`` turns that off, saving about
-6 µs a call: benchmarks/results/overhead.md) and the timeout counts as a `BackendTimeoutError`: transient, so it is
-retried when the policy retries. A sync function cannot be interrupted safely: it must
-bound its own I/O (pass ``remaining()`` to its client's timeout).
+6 µs a call: benchmarks/results/overhead.md) and the timeout counts as a
+`BackendTimeoutError`: transient, so it is retried when the policy retries. A sync
+function cannot be interrupted safely: it must bound its own I/O (pass ``remaining()``
+to its client's timeout).
 """
 
 from __future__ import annotations
