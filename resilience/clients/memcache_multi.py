@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilience.core.deadline import deadline
-from resilience.errors import ConfigError, ResilienceError
+from resilience.errors import ResilienceError
 
 if TYPE_CHECKING:
     from resilience.clients.memcache import Memcache
@@ -55,13 +55,12 @@ def _fan_out(
     failed: list[K] = []
     first: ResilienceError | None = None
     total = cache.options.timeout if timeout is None else timeout
-    with deadline(total) as dl:
+    clock = cache._clock  # the pipeline reads the deadline on this clock
+    with deadline(total, clock=clock) as dl:
         for n, (index, group) in enumerate(groups.items()):
-            share = (dl.at - _now()) / (len(groups) - n)
+            share = (dl.at - clock.monotonic()) / (len(groups) - n)
             try:
                 merge(cache._call(op, index, _bind(fn, group), max(share, 0.0)))
-            except ConfigError:
-                raise
             except ResilienceError as err:
                 failed.extend(group)
                 if first is None:
@@ -74,12 +73,6 @@ def _fan_out(
 
 def _bind(fn: Callable[[Any, list[K]], R], group: list[K]) -> Callable[[Any], R]:
     return lambda client: fn(client, group)
-
-
-def _now() -> float:
-    from resilience.core.clock import SYSTEM_CLOCK
-
-    return SYSTEM_CLOCK.monotonic()
 
 
 def get_many(cache: Memcache, keys: Iterable[K], *, timeout: float | None = None) -> dict[K, Any]:

@@ -121,3 +121,15 @@ def test_a_killed_node_fails_fast_and_the_others_are_untouched(
         if address != dead.address:
             assert cache.breaker(address).state(time.monotonic()) is BreakerState.CLOSED
             assert all(cache.get(k) == b"v" for k in keys)
+
+
+def test_multi_key_operations_keep_their_deadline_on_the_injected_clock(
+        memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
+    from resilience.testing.clock import FakeClock
+
+    # A fake clock far ahead of the real one: a deadline taken on the real clock would
+    # read as long spent, and every node's share would be rejected before any I/O.
+    cache = make_cache(memcached_cluster.addresses, clock=FakeClock(start=1e9))
+    assert cache.set_many({k: b"v" for k in KEYS}, timeout=2.0) == []
+    assert cache.get_many(KEYS, timeout=2.0) == {k: b"v" for k in KEYS}
+    assert cache.delete_many(KEYS, timeout=2.0) is True
