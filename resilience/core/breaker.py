@@ -202,6 +202,10 @@ class CircuitBreaker:
         Never raises on rejection (the pipeline builds the CircuitOpenError). In CLOSED,
         FORCED_CLOSED and DISABLED this is lock-free and always admits.
         """
+        # pipeline.call/acall inline this body (``_fast_permit or _acquire_slow(now)``:
+        # 12-17 ns against 36-54 ns for the call, timeit here), and _circuit_open reads
+        # ``_name`` instead of the property (9-13 ns against 43-60 ns): keep them in step,
+        # and do not expect the pipeline to call a subclass's acquire().
         permit = self._fast_permit
         if permit is not None:
             return permit
