@@ -69,8 +69,9 @@ class CountWindow:
 
     def totals(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) among the last ``size`` outcomes."""
-        # The number the next outcome will get, read without taking it: repr is the one
-        # stable way to peek at an itertools.count ("count(42)"); this path is cold.
+        # The number the next outcome will get, read without taking it (next() would add
+        # an outcome). repr ("count(42)") is the one stable way to peek: count's
+        # __reduce__/copy support was deprecated in 3.12 and is gone in 3.14. Cold path.
         nxt = int(repr(self._seq)[6:-1])
         oldest = nxt - self._size  # numbers below this have left the window
         for q in (self._fails, self._slows):
