@@ -200,6 +200,8 @@ class _Link:
         self.timers.setdefault(owner, []).append(self.loop.call_later(seconds, fn))
 
     def start(self, toxics: Callable[[], Iterable[Toxic]]) -> None:
+        if self.closed:  # a toxic ended it as it attached (a reset at connect)
+            return
         for flow in self.flows:
             self.tasks.append(self.loop.create_task(self._guard(flow.read_loop(toxics))))
             self.tasks.append(self.loop.create_task(self._guard(flow.write_loop(toxics))))

@@ -182,15 +182,19 @@ class Reset(Toxic):
     after_bytes: int = 0
 
     def attach(self, flow: Flow) -> None:
-        if not self.after_bytes:
+        if self.after_bytes:
+            return
+        if self.after_ms:
             flow.call_later(self.name, self.after_ms / 1000, flow.reset)
+        else:
+            # Reset here, not from a timer on the next loop turn: by then the pumps may
+            # have forwarded bytes already waiting, in either direction (a request
+            # reaching the server although its client sees a reset).
+            flow.reset()
 
     async def pipe(self, data: bytes, flow: Flow) -> bytes:
         if not self.after_bytes:
-            # A reset "at once" forwards nothing: bytes that arrive before the RST goes
-            # out (its timer runs on the next loop turn) must not reach the other side,
-            # or a busy loop lets a whole request/reply through first.
-            return data if self.after_ms > 0 else b""
+            return data
         seen = flow.state.get("seen", 0)
         room = self.after_bytes - seen
         flow.state["seen"] = seen + len(data)

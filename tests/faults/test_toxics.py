@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -109,6 +110,17 @@ def test_reset_at_connect_gives_connection_reset(proxy: FaultProxy, connect: Con
         s = connect()  # the RST may even beat connect()'s own completion check
         s.sendall(b"x")
         s.recv(10)
+
+
+def test_reset_at_connect_lets_no_byte_reach_the_server(proxy: FaultProxy) -> None:
+    """A request sent before the proxy even connected upstream still never arrives."""
+    proxy.add(Reset())
+    for _ in range(5):
+        with contextlib.suppress(OSError), socket.create_connection(proxy.address, 1) as s:
+            s.sendall(b"set k")
+            s.recv(10)
+    assert proxy.wait_until(lambda c: c.closed == 5)
+    assert proxy.counters().upstream_forwarded == 0
 
 
 def test_reset_mid_stream_after_bytes(proxy: FaultProxy, connect: Connect) -> None:
