@@ -187,14 +187,11 @@ class CircuitOpenError(RejectedError):
         operation: str | None = None,
         elapsed: float | None = None,
     ) -> None:
-        # Fields set here rather than through super().__init__(**kwargs): keyword
-        # forwarding is the most expensive part of building a rejection.
-        if detail is not None:
-            self.detail = detail
-        self.service = service
-        self.endpoint = endpoint
-        self.operation = operation
-        self.elapsed = elapsed
+        # The pipeline never runs this (operation._circuit_open builds the error without
+        # __init__), so the shared constructor's keyword forwarding costs nothing there.
+        super().__init__(
+            detail, service=service, endpoint=endpoint, operation=operation, elapsed=elapsed
+        )
         self.retry_after = retry_after
 
     def __str__(self) -> str:
