@@ -27,6 +27,7 @@ from resilience.servers._process import stop_group
 __all__ = [
     "InstallError",
     "apt_install",
+    "apt_install_server",
     "find_binary",
     "home",
     "install_lock",
@@ -202,6 +203,31 @@ def apt_install(server: str, packages: Sequence[str]) -> str:
         cmd = [*_APT, "install", "-y", "-qq", "--no-install-recommends", *missing]
         retry(lambda: run_step(server, cmd, timeout=900, env=env), what="apt-get install")
     return f"apt-get installed {' '.join(missing)}"
+
+
+def apt_install_server(
+    server: str,
+    packages: Sequence[str],
+    is_installed: Callable[[], bool],
+    where: Callable[[], object],
+) -> str:
+    """Install a server that comes whole from Debian ``packages``; idempotent.
+
+    Under :func:`install_lock`: nothing to do when ``is_installed()``; otherwise
+    :func:`apt_install`, then ``is_installed()`` must hold.
+
+    Args:
+        where: what to name in the "already installed" line (its binary or jar).
+    Raises:
+        InstallError: apt failed, or it succeeded and the server is still missing.
+    """
+    with install_lock(server):
+        if is_installed():
+            return f"{server} already installed ({where()})"
+        done = apt_install(server, packages)
+        if not is_installed():
+            raise InstallError(server, f"{done}, but {server} is still not installed")
+        return done
 
 
 @contextlib.contextmanager

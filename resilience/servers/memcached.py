@@ -12,9 +12,9 @@ import os
 import socket
 from pathlib import Path
 
-from resilience.servers._base import Cluster, Server, ServerSpec
+from resilience.servers._base import Cluster, NotInstalledError, Server, ServerSpec
 from resilience.servers._ports import free_port
-from resilience.servers.install import apt_install, find_binary, install_lock
+from resilience.servers.install import apt_install_server, find_binary
 
 __all__ = ["SPEC", "Memcached", "cluster", "install", "is_installed"]
 
@@ -53,8 +53,7 @@ class Memcached(Server):
         self.threads = threads
 
     def command(self) -> list[str]:
-        binary = find_binary(NAME, _CANDIDATES)
-        cmd = [str(binary)]
+        cmd = [str(_binary())]
         if os.geteuid() == 0:
             cmd += ["-u", "root"]
         cmd += ["-l", self.host, "-p", str(self.port), "-U", "0"]
@@ -86,18 +85,19 @@ def cluster(data_dir: Path, nodes: int = 3, *, memory_mb: int = 64, threads: int
 def is_installed() -> bool:
     """True when a memcached binary is present."""
     try:
-        find_binary(NAME, _CANDIDATES)
-    except Exception:
+        _binary()
+    except NotInstalledError:
         return False
     return True
 
 
 def install() -> str:
     """Install the Debian package ``memcached`` if missing (idempotent)."""
-    with install_lock(NAME):
-        if is_installed():
-            return f"memcached already installed ({find_binary(NAME, _CANDIDATES)})"
-        return apt_install(NAME, ["memcached"])
+    return apt_install_server(NAME, ["memcached"], is_installed, _binary)
+
+
+def _binary() -> Path:
+    return find_binary(NAME, _CANDIDATES)
 
 
 def _create(work_dir: Path) -> Server | Cluster:

@@ -25,7 +25,7 @@ from resilience.servers._base import (
     install_command,
 )
 from resilience.servers._ports import free_port
-from resilience.servers.install import apt_install, find_binary, install_lock
+from resilience.servers.install import apt_install_server, find_binary
 
 __all__ = ["SPEC", "ZooKeeper", "ZooKeeperEnsemble", "ensemble", "four_letter", "install"]
 
@@ -198,17 +198,14 @@ def is_installed() -> bool:
     """True when java and the ZooKeeper and slf4j-simple jars are present."""
     try:
         java_binary()
-    except Exception:
+    except NotInstalledError:
         return False
     return all(os.path.isfile(jar) for jar in JARS)
 
 
 def install() -> str:
     """Install the Debian package ``zookeeper`` (and its Java runtime) if missing."""
-    with install_lock(NAME):
-        if is_installed():
-            return "zookeeper already installed (/usr/share/java/zookeeper.jar)"
-        return apt_install(NAME, ["zookeeper"])
+    return apt_install_server(NAME, ["zookeeper"], is_installed, lambda: JARS[0])
 
 
 def _create(work_dir: Path) -> Server | Cluster:

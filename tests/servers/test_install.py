@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from resilience.servers._base import NotInstalledError
 from resilience.servers.install import (
     InstallError,
     apt_install,
+    apt_install_server,
     find_binary,
     home,
     install_lock,
@@ -141,3 +143,23 @@ def test_apt_install_of_installed_packages_touches_no_network() -> None:
         "Debian packages already installed: bash coreutils"
     )
     assert time.monotonic() - t0 < 5
+
+
+def test_apt_install_server_returns_at_once_when_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed server is reported with its location; apt is not consulted."""
+    monkeypatch.setenv("RESILIENCE_HOME", str(tmp_path))
+    line = apt_install_server("demo", ["no-such-package"], lambda: True, lambda: "/bin/demo")
+    assert line == "demo already installed (/bin/demo)"
+
+
+def test_apt_install_server_fails_when_apt_did_not_bring_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the packages are there but the server still is not, that is an InstallError."""
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("not a Debian system")
+    monkeypatch.setenv("RESILIENCE_HOME", str(tmp_path))
+    with pytest.raises(InstallError, match="demo is still not installed"):
+        apt_install_server("demo", ["bash"], lambda: False, lambda: "")
