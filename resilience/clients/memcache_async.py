@@ -167,7 +167,7 @@ class AsyncMemcache(MemcacheBase):
             return fn
 
         found: dict[str | bytes, bytes] = {}
-        await self._fan_out("get_many", keys, reader, found.update, timeout)
+        await self._fan_out("get_many", keys, reader, found.update, found, timeout)
         return found
 
     async def set_many(self, values: Mapping[str | bytes, str | bytes], expire: int = 0, *,
@@ -194,7 +194,7 @@ class AsyncMemcache(MemcacheBase):
             return fn
 
         not_stored: list[str | bytes] = []
-        await self._fan_out("set_many", data, writer, not_stored.extend, timeout)
+        await self._fan_out("set_many", data, writer, not_stored.extend, not_stored, timeout)
         return not_stored
 
     async def delete_many(self, keys: Iterable[str | bytes], *,
@@ -211,7 +211,7 @@ class AsyncMemcache(MemcacheBase):
                         raise ProtocolError(f"unexpected reply to delete: {reply[:40]!r}")
             return fn
 
-        await self._fan_out("delete_many", keys, deleter, lambda _: None, timeout)
+        await self._fan_out("delete_many", keys, deleter, lambda _: None, [], timeout)
         return True
 
     async def _fan_out(
@@ -220,10 +220,12 @@ class AsyncMemcache(MemcacheBase):
         keys: Iterable[str | bytes],
         make: Callable[[dict[bytes, str | bytes]], Callable[[Conn], Awaitable[Any]]],
         merge: Callable[[Any], None],
+        partial: Any,
         timeout: float | None,
     ) -> None:
-        """One guarded call per node, concurrently; merge results; raise the first
-        failure (after all nodes answered) with ``.partial`` and ``.failed_keys``."""
+        """One guarded call per node, concurrently; ``merge`` each result (into
+        ``partial``); raise the first failure (after all nodes answered) with
+        ``.partial`` and ``.failed_keys``."""
         groups: dict[int, dict[bytes, str | bytes]] = {}
         for key in keys:
             raw, index = self._key(key)
@@ -234,7 +236,6 @@ class AsyncMemcache(MemcacheBase):
         )
         first: BaseException | None = None
         failed: list[str | bytes] = []
-        partial: list[Any] = []
         for group, result in zip(groups.values(), results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, ResilienceError):
@@ -243,13 +244,8 @@ class AsyncMemcache(MemcacheBase):
                 failed.extend(group.values())
             else:
                 merge(result)
-                partial.append(result)
         if first is not None:
-            found: Any = {}
-            for result in partial:
-                found = ({**found, **result} if isinstance(result, dict)
-                         else [*(found or []), *(result or [])])
-            first.partial = found  # type: ignore[attr-defined]
+            first.partial = partial  # type: ignore[attr-defined]
             first.failed_keys = failed  # type: ignore[attr-defined]
             raise first
 

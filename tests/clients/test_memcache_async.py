@@ -172,6 +172,10 @@ async def test_one_frozen_node_of_three_leaves_the_others_serving(
         assert set(info.value.partial) == set(good)  # type: ignore[attr-defined]
         for k in good:
             assert await cache.get(k) == b"v"
+        with pytest.raises(ResilienceError) as info:
+            await cache.set_many({k: b"w" for k in keys})
+        assert info.value.partial == []  # type: ignore[attr-defined]  # the others stored all
+        assert set(info.value.failed_keys) == set(keys) - set(good)  # type: ignore[attr-defined]
     finally:
         frozen.thaw()
 
