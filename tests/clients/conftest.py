@@ -13,7 +13,7 @@ from resilience.clients.memcache import Memcache
 
 # Fast-reacting settings for tests: a 100 ms budget, a breaker that judges after 4 calls
 # and reopens for 200 ms, so open -> half-open -> closed fits in a test. Slow calls are
-# judged at 1 s, not the default 50 ms: on a loaded 2-core machine a healthy probe can
+# judged at 1 s, not the default 100 ms: on a loaded 2-core machine a healthy probe can
 # take longer than 50 ms, and a slow probe re-opens the breaker (a different behaviour,
 # tested in the core).
 FAST: dict[str, Any] = {
