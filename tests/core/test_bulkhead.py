@@ -65,9 +65,12 @@ def test_a_waiting_thread_gets_the_released_permit() -> None:
     got: list[bool] = []
     waiter = threading.Thread(target=lambda: got.append(b.acquire(5.0)))
     waiter.start()
-    time.sleep(0.02)
-    assert not b.try_acquire()  # newcomers do not overtake the waiter
-    b.release()
+    deadline = time.monotonic() + 5.0
+    while not b._waiters:  # until the waiter is queued (a sleep guessed at it)
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.001)
+    b.release()  # hands the permit straight to the queued waiter...
+    assert not b.try_acquire()  # ...so a newcomer cannot take it before the waiter wakes
     waiter.join(timeout=5)
     assert got == [True] and b.in_use == 1
 
