@@ -21,7 +21,6 @@ from the command-line form ``latency:latency_ms=100,jitter_ms=10``.
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import typing
 from collections.abc import Callable
@@ -125,6 +124,19 @@ def register(kind: str) -> Callable[[T], T]:
     return deco
 
 
+async def _pass_then_end(limit: int, data: bytes, flow: Flow, end: Callable[[], None]) -> bytes:
+    """Forward this direction's first ``limit`` bytes, then ``end`` the connection."""
+    passed = flow.state.get("passed", 0)
+    room = limit - passed
+    flow.state["passed"] = passed + len(data)
+    if room > len(data):
+        return data
+    if room > 0:
+        await flow.write(data[:room])
+    end()
+    return b""
+
+
 @register("latency")
 @dataclass(frozen=True, kw_only=True)
 class Latency(Toxic):
@@ -195,15 +207,7 @@ class Reset(Toxic):
     async def pipe(self, data: bytes, flow: Flow) -> bytes:
         if not self.after_bytes:
             return data
-        seen = flow.state.get("seen", 0)
-        room = self.after_bytes - seen
-        flow.state["seen"] = seen + len(data)
-        if room > len(data):
-            return data
-        if room > 0:
-            await flow.write(data[:room])
-        flow.reset()
-        return b""
+        return await _pass_then_end(self.after_bytes, data, flow, flow.reset)
 
 
 @register("bandwidth")
@@ -275,16 +279,8 @@ class LimitData(Toxic):
 
     limit_bytes: int = 1024
 
-    async def pipe(self, data: builtins.bytes, flow: Flow) -> builtins.bytes:
-        sent = flow.state.get("sent", 0)
-        room = self.limit_bytes - sent
-        flow.state["sent"] = sent + min(len(data), max(room, 0))
-        if room > len(data):
-            return data
-        if room > 0:
-            await flow.write(data[:room])
-        flow.close()
-        return b""
+    async def pipe(self, data: bytes, flow: Flow) -> bytes:
+        return await _pass_then_end(self.limit_bytes, data, flow, flow.close)
 
 
 @register("garbage")
