@@ -160,14 +160,21 @@ class ManagedProcess:
                                          **self.popen_kwargs)
         self.starts += 1
         if self.ready is not None:
-            deadline = time.monotonic() + self.ready_timeout
-            while not self.ready():
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self!r} exited with {self.proc.returncode} at start")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self!r} not ready after {self.ready_timeout} s")
-                time.sleep(0.02)
+            try:
+                self._await_ready(self.ready, self.proc)
+            except BaseException:
+                self.kill()  # a start that raises leaves nothing running: no __exit__ runs
+                raise
         return self
+
+    def _await_ready(self, ready: Callable[[], bool], proc: subprocess.Popen[Any]) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self!r} exited with {proc.returncode} at start")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self!r} not ready after {self.ready_timeout} s")
+            time.sleep(0.02)
 
     def _group(self) -> bool:
         return not callable(self.recipe)  # argv recipes run in their own session

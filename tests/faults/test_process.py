@@ -121,6 +121,14 @@ def test_kill_of_a_frozen_process_with_sigterm_still_ends_it() -> None:
     child.wait(1)
 
 
+def test_a_start_that_never_gets_ready_leaves_no_process_behind() -> None:
+    proc = ManagedProcess([sys.executable, "-c", "import time; time.sleep(30)"],
+                          ready=lambda: False, ready_timeout=0.1)
+    with pytest.raises(TimeoutError, match="not ready"), proc:
+        pass
+    assert proc.proc is not None and proc.proc.poll() is not None
+
+
 def test_bad_pid_and_recipe_are_rejected() -> None:
     with pytest.raises(ValueError, match="pid"):
         freeze(0)
