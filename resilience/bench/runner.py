@@ -66,10 +66,15 @@ class _Worker:
         return self._done.wait(cap)
 
     def stop(self, grace: float) -> bool:
-        """Ask the thread to end; True if it did within ``grace`` seconds."""
-        self._stop = True
-        self._go.set()
-        self._thread.join(grace)
+        """Ask the thread to end; True if it did within ``grace`` seconds.
+
+        Waits only the first time: a thread that outlived that grace is abandoned, and
+        a second ``stop`` (``measure``'s cleanup after a hang) returns at once.
+        """
+        if not self._stop:
+            self._stop = True
+            self._go.set()
+            self._thread.join(grace)
         return not self._thread.is_alive()
 
 

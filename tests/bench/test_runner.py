@@ -69,6 +69,22 @@ def test_a_hung_call_is_recorded_at_the_cap_then_woken_and_not_repeated() -> Non
     assert threading.active_count() <= before
 
 
+def test_a_call_that_abort_cannot_wake_is_abandoned_after_one_grace_period() -> None:
+    class Deaf(Hanging):
+        def abort(self) -> None:
+            self.aborted += 1  # wakes nothing: only close() releases the call
+
+    subject = Deaf()
+    start = time.monotonic()
+    try:
+        m = measure(subject, calls=10, cap=0.2, time_limit=5.0)
+        elapsed = time.monotonic() - start
+    finally:
+        subject.close()
+    assert m.outcomes == ["hang"] and "abandoned" in m.note
+    assert elapsed < 0.2 + 2.0 + 0.6  # the cap and one 2 s grace, not a second wait
+
+
 def test_calls_stop_at_the_time_limit() -> None:
     class Slow(Tripping):
         def call(self) -> object:
