@@ -19,6 +19,8 @@ from resilience.servers._base import (
     process_start_time,
 )
 
+from ._procs import proc_state
+
 
 class _ShellServer(Server):
     """A process tree (shell + background child) that 'serves' once it wrote a file."""
@@ -34,17 +36,9 @@ class _ShellServer(Server):
         return (self.data_dir / "ready").exists()
 
 
-def _state(pid: int) -> str | None:
-    """The kernel's one-letter state of ``pid`` (R, S, T, Z...), None if it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
 def _alive(pid: int) -> bool:
     # a zombie is dead for our purpose: only its parent's wait() is missing
-    return _state(pid) not in (None, "Z")
+    return proc_state(pid) not in (None, "Z")
 
 
 def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
@@ -174,10 +168,10 @@ def test_freeze_stops_and_thaw_resumes_the_group(tmp_path: Path) -> None:
         assert server.pid is not None
         server.freeze()
         time.sleep(0.05)
-        assert _state(server.pid) == "T"
+        assert proc_state(server.pid) == "T"
         server.thaw()
         time.sleep(0.05)
-        assert _state(server.pid) in ("S", "R")
+        assert proc_state(server.pid) in ("S", "R")
     finally:
         server.stop()
 

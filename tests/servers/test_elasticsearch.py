@@ -7,7 +7,6 @@ part checks the shared install/config logic of ``_search_common`` without a serv
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -27,26 +26,11 @@ from resilience.servers._search_install import Distribution, _unzip
 from resilience.servers.elasticsearch import DISTRIBUTION, SPEC, ElasticsearchNode, cluster
 from resilience.testing._server_fixtures import require_installed
 
+from ._procs import group_members, proc_state
+
 pytestmark = [pytest.mark.timeout(300)]
 
 INDEX_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
-
-
-def _proc_state(pid: int) -> str:
-    """One-letter state of ``pid`` from /proc (R, S, T for stopped...)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.getpgid(int(proc.name)) == pgid:
-                    members.append(int(proc.name))
-            except OSError:
-                continue
-    return members
 
 
 # --- without a server --------------------------------------------------------------------
@@ -200,7 +184,7 @@ def test_server_jvm_is_a_child_of_the_launcher_and_reports_memory(
     """The server JVM is a separate process in the launcher's group; its RSS is reported."""
     jvm = es_node.jvm_pid()
     assert jvm is not None and jvm != es_node.pid
-    assert jvm in _group_members(es_node.pid or -1)
+    assert jvm in group_members(es_node.pid or -1)
     assert (es_node.rss_bytes() or 0) > 50 * 2**20
 
 
@@ -211,7 +195,7 @@ def test_frozen_server_times_out_a_request_and_thawed_server_answers(
     es = es_node.client()
     index = _new_index(es_node)
     with es_node.frozen_for():
-        assert _proc_state(es_node.jvm_pid() or -1) == "T"
+        assert proc_state(es_node.jvm_pid() or -1) == "T"
         began = time.monotonic()
         with pytest.raises(ConnectionTimeout):
             es.options(request_timeout=0.5).count(index=index)
@@ -228,7 +212,7 @@ def test_restart_keeps_the_port_and_the_index_and_stop_leaves_nothing(
     es.index(index=index, id="kept", document={"v": 1}, refresh=True)
     port, pgid = es_node.port, es_node.pid or -1
     es_node.stop()
-    assert _group_members(pgid) == []
+    assert group_members(pgid) == []
     with pytest.raises(TransportConnectionError):
         es.options(request_timeout=1).count(index=index)
     es_node.start(SPEC.start_timeout)

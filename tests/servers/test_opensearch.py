@@ -6,7 +6,6 @@ that stop or kill it start it again on the same ports before they end.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,26 +20,11 @@ from resilience.servers._base import Cluster, Server, ServerError, ServerSpec
 from resilience.servers.opensearch import DISTRIBUTION, SPEC, OpenSearchNode, cluster
 from resilience.testing._server_fixtures import require_installed
 
+from ._procs import group_members, proc_state
+
 pytestmark = [pytest.mark.timeout(300)]
 
 INDEX_SETTINGS = {"settings": {"number_of_shards": 1, "number_of_replicas": 0}}
-
-
-def _proc_state(pid: int) -> str:
-    """One-letter state of ``pid`` from /proc (R, S, T for stopped...)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.getpgid(int(proc.name)) == pgid:
-                    members.append(int(proc.name))
-            except OSError:
-                continue
-    return members
 
 
 def test_spec_is_registered_under_its_name() -> None:
@@ -107,7 +91,7 @@ def test_frozen_server_times_out_a_request_and_thawed_server_answers(
     client = os_node.client()
     index = _new_index(client)
     with os_node.frozen_for():
-        assert _proc_state(os_node.jvm_pid() or -1) == "T"
+        assert proc_state(os_node.jvm_pid() or -1) == "T"
         began = time.monotonic()
         with pytest.raises(ConnectionTimeout):
             client.count(index=index, request_timeout=0.5)
@@ -124,7 +108,7 @@ def test_restart_keeps_the_port_and_the_index_and_stop_leaves_nothing(
     client.index(index=index, id="kept", body={"v": 1}, refresh=True)
     port, pgid = os_node.port, os_node.pid or -1
     os_node.stop()
-    assert _group_members(pgid) == []
+    assert group_members(pgid) == []
     with pytest.raises(OpenSearchConnectionError) as refused:
         client.count(index=index, request_timeout=1)
     assert not isinstance(refused.value, ConnectionTimeout)  # refused, not silent
