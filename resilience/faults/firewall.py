@@ -87,10 +87,14 @@ class Firewall:
     def drop_established(self, port: int) -> RuleSet:
         """DROP packets of established connections, both ways: the slide's hang."""
         state = ["-m", "state", "--state", "ESTABLISHED", "-j", "DROP"]
-        return RuleSet([
-            Rule(self.ns, "INPUT", ["-p", "tcp", "--dport", _port(port), *state]),
-            Rule(self.ns, "OUTPUT", ["-p", "tcp", "--sport", _port(port), *state]),
-        ])
+        rules = RuleSet([])
+        try:
+            for chain, match in (("INPUT", "--dport"), ("OUTPUT", "--sport")):
+                rules.rules.append(Rule(self.ns, chain, ["-p", "tcp", match, _port(port), *state]))
+        except BaseException:
+            rules.remove()  # half a rule set must not outlive the failed call
+            raise
+        return rules
 
     def rules(self) -> list[str]:
         """``iptables -S`` of the filter table inside the namespace."""
