@@ -63,7 +63,7 @@ class deadline:  # lower case: used like a function, ``with resilience.deadline(
         at: the instant in force inside the block (after nesting), set on entry.
     """
 
-    __slots__ = ("_clock", "_seconds", "_timeout", "_token", "at")
+    __slots__ = ("_clock", "_seconds", "_start", "_timeout", "_token", "at")
 
     def __init__(self, seconds: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
         if (
@@ -77,12 +77,14 @@ class deadline:  # lower case: used like a function, ``with resilience.deadline(
         self._clock = clock
         self._token: contextvars.Token[float | None] | None = None
         self._timeout: Any = None
+        self._start = 0.0
         self.at = math.inf
 
     def __enter__(self) -> deadline:
         if self._token is not None:
             raise RuntimeError("a deadline object cannot be entered twice; make a new one")
-        at = self._clock.monotonic() + self._seconds
+        self._start = self._clock.monotonic()
+        at = self._start + self._seconds
         outer = DEADLINE.get()
         if outer is not None and outer < at:
             at = outer
@@ -122,8 +124,10 @@ class deadline:  # lower case: used like a function, ``with resilience.deadline(
                 await timeout.__aexit__(exc_type, exc, tb)
         except TimeoutError as err:
             if timeout.expired():
+                # Measured: an earlier outer deadline may have cut the block short.
+                elapsed = self._clock.monotonic() - self._start
                 raise DeadlineExceededError(
-                    "deadline passed inside 'async with deadline()'", elapsed=self._seconds
+                    "deadline passed inside 'async with deadline()'", elapsed=elapsed
                 ) from err
             raise
         finally:

@@ -62,6 +62,15 @@ async def test_async_with_cancels_plain_awaits_at_the_deadline() -> None:
     assert current_deadline() is None
 
 
+async def test_async_with_reports_the_time_spent_not_the_inner_budget() -> None:
+    # The outer block is sync (it arms no timer): the inner block's timer fires, at the
+    # outer, earlier instant.
+    with pytest.raises(DeadlineExceededError) as caught, deadline(0.05):
+        async with deadline(30.0):
+            await asyncio.sleep(10)
+    assert caught.value.elapsed is not None and 0.04 <= caught.value.elapsed < 1.0
+
+
 async def test_async_with_is_transparent_when_the_block_finishes_in_time() -> None:
     async with deadline(1.0) as d:
         await asyncio.sleep(0)
