@@ -73,10 +73,18 @@ _live: weakref.WeakSet[Namespace | Bridge] = weakref.WeakSet()
 _NAME_RE = re.compile(r"^(?:rfault-|rf[hnb])(\d+)[-x]\d+")
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``ip <args>`` (bounded); the caller reads its return code."""
     return subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=_CMD_TIMEOUT, check=check
+        ["ip", *args], capture_output=True, text=True, timeout=_CMD_TIMEOUT, check=False
     )
+
+
+def _ip_delete(*args: str) -> None:
+    """A teardown step: best effort, never raises, so the steps after it still run (a
+    hung or missing ``ip`` leaves a leftover for :func:`cleanup_leftovers`)."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        _ip(*args)
 
 
 def unavailable_reason() -> str | None:
@@ -104,9 +112,9 @@ def _owner_alive(name: str) -> bool:
 
 def leftovers() -> dict[str, list[str]]:
     """Namespaces, host veths and bridges with our prefixes that exist now (any owner)."""
-    namespaces = [n for n in _ip("netns", "list", check=False).stdout.split() if
+    namespaces = [n for n in _ip("netns", "list").stdout.split() if
                   n.startswith(NS_PREFIX)]
-    links = re.findall(r"^\d+: (rf[hnb]\d+x\d+)[@:]", _ip("-o", "link", check=False).stdout,
+    links = re.findall(r"^\d+: (rf[hnb]\d+x\d+)[@:]", _ip("-o", "link").stdout,
                        flags=re.M)
     return {"namespaces": namespaces, "links": links}
 
@@ -119,17 +127,17 @@ def cleanup_leftovers() -> list[str]:
     # veths before bridges: a bridge goes cleanly once its ports are gone
     for link in sorted(found["links"], key=lambda name: name.startswith("rfb")):
         if not _owner_alive(link):
-            _ip("link", "del", link, check=False)
+            _ip_delete("link", "del", link)
             removed.append(link)
     for ns in found["namespaces"]:
         if not _owner_alive(ns):
-            _ip("netns", "del", ns, check=False)
+            _ip_delete("netns", "del", ns)
             removed.append(ns)
     return removed
 
 
 def _used_networks() -> list[ipaddress.IPv4Network]:
-    out = _ip("-o", "-4", "addr", "show", check=False).stdout
+    out = _ip("-o", "-4", "addr", "show").stdout
     return [ipaddress.IPv4Interface(a).network for a in re.findall(r"inet (\S+)", out)]
 
 
@@ -150,7 +158,7 @@ def _pick_network(pid: int, n: int, prefixlen: int = 30) -> ipaddress.IPv4Networ
 
 def _run_steps(steps: Sequence[Sequence[str]]) -> None:
     for step in steps:
-        res = _ip(*step, check=False)
+        res = _ip(*step)
         if res.returncode:
             raise RuntimeError(f"ip {' '.join(step)} failed: {res.stderr.strip()}")
 
@@ -210,7 +218,7 @@ class Bridge:
         self.closed = True
         for ns in self.namespaces:
             ns.close()
-        _ip("link", "del", self.name, check=False)
+        _ip_delete("link", "del", self.name)
         disallow_network(str(self.network))
         _live.discard(self)
 
@@ -303,7 +311,7 @@ class Namespace:
             subprocess.TimeoutExpired: it took longer than ``timeout``.
         """
         res = subprocess.run(["ip", "netns", "exec", self.name, *argv], capture_output=True,
-                             text=True, timeout=timeout, check=False)
+                             text=True, timeout=timeout)
         if res.returncode:
             raise RuntimeError(f"in {self.name}: {' '.join(argv)} failed: {res.stderr.strip()}")
         return res.stdout
@@ -332,8 +340,8 @@ class Namespace:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(_CMD_TIMEOUT)
-        _ip("link", "del", self.host_if, check=False)
-        _ip("netns", "del", self.name, check=False)
+        _ip_delete("link", "del", self.host_if)
+        _ip_delete("netns", "del", self.name)
         if self.bridge is None:
             disallow_network(str(self.network))
         _live.discard(self)

@@ -189,6 +189,22 @@ def test_teardown_removes_namespace_veth_and_rules() -> None:
     assert f"--dport {PORT}" not in host_rules  # rules only ever live in the namespace
 
 
+def test_close_goes_on_past_an_ip_command_that_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    ns = Namespace()
+    real = netns._ip
+
+    def hung_link_del(*args: str) -> subprocess.CompletedProcess[str]:
+        if args[:2] == ("link", "del"):
+            raise subprocess.TimeoutExpired(["ip", *args], 10)
+        return real(*args)
+
+    monkeypatch.setattr(netns, "_ip", hung_link_del)
+    ns.close()  # does not raise, and still deletes the namespace
+    monkeypatch.undo()
+    assert ns.name not in netns.leftovers()["namespaces"]
+    netns._ip("link", "del", ns.host_if)  # the kernel frees it lazily; do not wait
+
+
 def test_proxy_may_forward_into_our_namespace(server: tuple[str, int]) -> None:
     from resilience.faults.proxy import FaultProxy
 
