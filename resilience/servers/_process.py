@@ -17,6 +17,7 @@ __all__ = [
     "read_rss_bytes",
     "signal_group",
     "stop_group",
+    "wait_group_gone",
     "wait_group_stopped",
 ]
 
@@ -110,23 +111,34 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
+def wait_group_gone(
+    pgid: int, timeout: float, reap: Callable[[], object] | None = None
+) -> bool:
+    """Wait up to ``timeout`` s until no process of group ``pgid`` is left (zombies aside).
+
+    ``reap`` is called while waiting (``Popen.poll`` for our own child) so a zombie
+    leader does not keep the group "alive". False when some process is still there.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        if reap is not None:
+            reap()
+        if not _group_alive(pgid):
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+
+
 def stop_group(pgid: int, timeout: float, reap: Callable[[], object] | None = None) -> None:
     """SIGCONT + SIGTERM the group, wait up to ``timeout`` s, then SIGKILL and wait 5 s more.
 
-    ``reap`` is called while waiting (``Popen.poll`` for our own child) so a zombie
-    leader does not keep the group "alive".
+    ``reap`` is as in :func:`wait_group_gone`.
     """
     # A frozen process cannot act on SIGTERM: wake it first.
     signal_group(pgid, signal.SIGCONT)
     if not signal_group(pgid, signal.SIGTERM):
         return
-    for sig_deadline, sig in ((timeout, signal.SIGKILL), (5.0, None)):
-        end = time.monotonic() + sig_deadline
-        while time.monotonic() < end:
-            if reap is not None:
-                reap()
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.02)
-        if sig is not None:
-            signal_group(pgid, sig)
+    if not wait_group_gone(pgid, timeout, reap):
+        signal_group(pgid, signal.SIGKILL)
+        wait_group_gone(pgid, 5.0, reap)

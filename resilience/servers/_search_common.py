@@ -35,7 +35,6 @@ import os
 import pwd
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -266,18 +265,6 @@ class SearchNode(Server):
         """The base record plus the server JVM's pid and the HTTP URL."""
         return {**super().describe(), "jvm_pid": self.jvm_pid(), "url": self.url}
 
-    def kill(self) -> None:
-        """SIGKILL the group and wait (up to 10 s) until every process of it is gone.
-
-        The launcher leads the group and is reaped first; the server JVM dies a moment
-        later, and until then it still holds the ports a restart needs.
-        """
-        pgid = self.pid
-        super().kill()
-        end = time.monotonic() + 10.0
-        while pgid is not None and time.monotonic() < end and _group_alive(pgid):
-            time.sleep(0.02)
-
     def rss_bytes(self) -> int | None:
         """Resident memory of the server JVM (not its launcher), or None."""
         pid = self.jvm_pid()
@@ -317,16 +304,6 @@ def _node_locked(lock_file: Path) -> bool:
     except OSError:  # no lock file: the node never started or its data is gone
         return False
     return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # not ours to signal, but it exists
-        return True
-    return True
 
 
 def search_cluster(

@@ -20,6 +20,7 @@ from resilience.servers._process import (
     read_rss_bytes,
     signal_group,
     stop_group,
+    wait_group_gone,
     wait_group_stopped,
 )
 
@@ -277,11 +278,15 @@ class Server:
         self.frozen = False
 
     def kill(self) -> None:
-        """SIGKILL the whole process group at once (a crash, no clean shutdown)."""
+        """SIGKILL the whole process group at once (a crash, no clean shutdown), then wait
+        (up to 10 s) until every process of it is gone: a child of the leader (a
+        launcher's server JVM) dies a moment after the leader and holds the ports a
+        restart needs until then."""
         proc = self._proc
         if proc is None:
             return
         signal_group(proc.pid, signal.SIGKILL)
+        wait_group_gone(proc.pid, 10.0, reap=proc.poll)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5.0)
         self.frozen = False

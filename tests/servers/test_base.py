@@ -55,6 +55,15 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
     assert not _alive(child)
 
 
+def test_kill_returns_once_every_process_of_the_group_is_gone(tmp_path: Path) -> None:
+    """kill() waits for the leader's children too (a launcher's JVM holds the ports)."""
+    server = _ShellServer(tmp_path, "sleep 300 & echo $! > child; touch ready; wait")
+    server.start(5)
+    child = int((tmp_path / "child").read_text())
+    server.kill()
+    assert not server.is_running() and not _alive(child)
+
+
 def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path: Path) -> None:
     """A process that ignores SIGTERM is killed after the stop timeout, not waited on forever."""
     server = _ShellServer(tmp_path, "trap '' TERM; touch ready; while :; do sleep 0.05; done")
