@@ -208,16 +208,13 @@ class FaultProxy:
             self._listen_now()
 
     async def _astop(self) -> None:
-        self._unlisten(drain=False)
+        self._unlisten(drain=False)  # closes the socket, listening or only bound (Refuse)
         for link in list(self._links):
             link.close()
         for task in list(self._pending):
             task.cancel()
         if self._pending:
             await asyncio.wait(self._pending, timeout=self.op_timeout)
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
         self._loop = None
 
     # -- listener: bound always, listening unless a Refuse toxic is active -------------

@@ -145,3 +145,12 @@ def test_a_stopped_proxy_starts_again_on_the_same_address(echo: EchoServer) -> N
             assert s.recv(5) == b"again"
     finally:
         p.stop()
+
+
+def test_stop_while_refusing_frees_the_port(echo: EchoServer) -> None:
+    """The bound, non-listening socket a Refuse keeps is closed by stop() too."""
+    p = FaultProxy(echo.address).start()
+    p.add(Refuse())
+    p.stop()
+    with socket.socket() as s:  # no SO_REUSEADDR: fails while anything holds the port
+        s.bind(p.address)
