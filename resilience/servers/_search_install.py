@@ -29,6 +29,7 @@ from resilience.servers.install import (
     retry,
     run_step,
 )
+from resilience.servers.install import java17_home as java_home
 
 __all__ = [
     "MARKER",
@@ -42,7 +43,6 @@ __all__ = [
 RUN_USER = "resilience-search"
 SYSTEM_DIST_ROOT = Path("/var/cache/resilience")
 MARKER = ".resilience-installed"
-_JAVA_GLOB = "java-17-openjdk-*"
 
 
 @dataclass(frozen=True)
@@ -170,19 +170,6 @@ def dist_root() -> Path:
 
 def _searchable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
-
-
-def java_home() -> Path | None:
-    """A Java 17 runtime: ``$RESILIENCE_JAVA_HOME`` or Debian's openjdk-17, else None.
-
-    OpenSearch 2.19 needs the security manager (gone in Java 24), so Java 17 it is.
-    """
-    env = os.environ.get("RESILIENCE_JAVA_HOME")
-    candidates = [Path(env)] if env else sorted(Path("/usr/lib/jvm").glob(_JAVA_GLOB))
-    for cand in candidates:
-        if (cand / "bin" / "java").is_file():
-            return cand
-    return None
 
 
 def _ensure_java(server: str) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "find_binary",
     "home",
     "install_lock",
+    "java17_home",
     "missing_debs",
     "retry",
     "run_step",
@@ -81,6 +82,28 @@ def install_lock(name: str, timeout: float = 1800.0) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def java17_home() -> Path | None:
+    """A Java 17 home: ``$RESILIENCE_JAVA_HOME``, else Debian's openjdk-17 or a Temurin 17
+    under ``/usr/lib/jvm``; None when there is none (no network).
+
+    Cassandra 5.0 and OpenSearch 2.19 need the security manager (gone in Java 24), so all
+    the JVM servers but ZooKeeper run on Java 17. ``RESILIENCE_JAVA_HOME`` is not
+    ``RESILIENCE_CASSANDRA_*``: that prefix belongs to the Cassandra client's options.
+    """
+    env = os.environ.get("RESILIENCE_JAVA_HOME")
+    jvm = Path("/usr/lib/jvm")
+    candidates = (
+        [Path(env)]
+        if env
+        else [*sorted(jvm.glob("java-17-openjdk*")), *sorted(jvm.glob("temurin-17*"))]
+    )
+    for cand in candidates:
+        java = cand / "bin" / "java"
+        if java.is_file() and os.access(java, os.X_OK):
+            return cand
+    return None
 
 
 def retry(fn: Callable[[], T], *, attempts: int = 3, delay: float = 5.0, what: str = "") -> T:

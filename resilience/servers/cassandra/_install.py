@@ -10,7 +10,6 @@ Maven's ``~/.m2`` is reused when present (``MAVEN_OPTS`` is honoured).
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from resilience.servers.install import (
     apt_install,
     home,
     install_lock,
+    java17_home,
     retry,
     run_step,
 )
@@ -32,14 +32,6 @@ NAME = "cassandra"
 VERSION = "5.0.9"  # the newest 5.0.x Maven Central served on 2026-11-30
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 COMPLETE = ".complete"  # written last: a lib dir without it is a half-done install
-# Cassandra 5.0 runs on Java 11 or 17 only: Java 24+ removed the security manager it
-# installs, and the Debian JDK here is 17.
-_JAVA17 = (
-    "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
-    "/usr/lib/jvm/java-17-openjdk-arm64/bin/java",
-    "/usr/lib/jvm/java-17-openjdk/bin/java",
-    *sorted(glob.glob("/usr/lib/jvm/temurin-17*/bin/java")),
-)
 
 _POM = """<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -60,24 +52,21 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def java17() -> Path:
-    """The Java 17 binary: ``$RESILIENCE_JAVA_HOME/bin/java`` or a Debian/Temurin JDK 17.
-
-    (``RESILIENCE_JAVA_HOME`` is shared with the search servers; a
-    ``RESILIENCE_CASSANDRA_*`` name would collide with the Cassandra client's options.)
+    """The Java 17 binary (:func:`~resilience.servers.install.java17_home`): Cassandra 5.0
+    runs on Java 11 or 17 only (Java 24+ removed the security manager it installs).
 
     Raises:
         NotInstalledError: no Java 17 found (the message says how to install one).
     """
-    java_home = os.environ.get("RESILIENCE_JAVA_HOME")
-    override = os.path.join(java_home, "bin", "java") if java_home else None
-    for cand in (override,) if override else _JAVA17:
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return Path(cand)
-    raise NotInstalledError(
-        NAME,
-        "no Java 17 (looked for " + ", ".join((override,) if override else _JAVA17) + ")",
-        install_hint=install_command(NAME) + " (or set RESILIENCE_JAVA_HOME to a JDK 17)",
-    )
+    java_home = java17_home()
+    if java_home is None:
+        raise NotInstalledError(
+            NAME,
+            "no Java 17 ($RESILIENCE_JAVA_HOME, or java-17-openjdk* or temurin-17* in"
+            " /usr/lib/jvm)",
+            install_hint=install_command(NAME) + " (or set RESILIENCE_JAVA_HOME to a JDK 17)",
+        )
+    return java_home / "bin" / "java"
 
 
 def lib_dir(version: str = VERSION) -> Path:
