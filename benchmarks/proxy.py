@@ -56,16 +56,36 @@ while True:
 """
 
 
+def _first_line(proc: subprocess.Popen[str], what: str) -> str:
+    """The child's first line of stdout; it exits at once if the child died first."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"{what} exited with {proc.wait(5)} before printing its address")
+    return line
+
+
+def _end(proc: subprocess.Popen[str], sig_term: bool) -> None:
+    """Stop a child, bounded: SIGTERM (if asked) for a clean exit, SIGKILL if it lingers."""
+    if sig_term:
+        proc.terminate()
+        try:
+            proc.wait(10)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait(5)
+
+
 @contextmanager
 def server(mode: str) -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen([sys.executable, "-c", SERVER, mode], stdout=subprocess.PIPE,
                             text=True)
     try:
-        assert proc.stdout is not None
-        yield ("127.0.0.1", int(proc.stdout.readline()))
+        yield ("127.0.0.1", int(_first_line(proc, "server")))
     finally:
-        proc.kill()
-        proc.wait(5)
+        _end(proc, sig_term=False)
 
 
 @contextmanager
@@ -76,13 +96,11 @@ def proxy_process(upstream: tuple[str, int]) -> Iterator[tuple[str, int]]:
         stdout=subprocess.PIPE, text=True,
     )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # "listening on HOST:PORT -> ..."
+        line = _first_line(proc, "resilience proxy")  # "listening on HOST:PORT -> ..."
         host, port = line.split()[2].rsplit(":", 1)
         yield (host, int(port))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        _end(proc, sig_term=True)
 
 
 @contextmanager
@@ -116,7 +134,10 @@ def throughput(addr: tuple[str, int], megabytes: int) -> float:
         for _ in range(megabytes):
             s.sendall(block)
         s.shutdown(socket.SHUT_WR)
-        count = int.from_bytes(s.recv(8), "big")
+        reply = b""
+        while len(reply) < 8 and (part := s.recv(8 - len(reply))):
+            reply += part
+        count = int.from_bytes(reply, "big")
         took = time.perf_counter() - t0
     if count != megabytes << 20:
         raise RuntimeError(f"sink got {count} bytes, sent {megabytes << 20}")
