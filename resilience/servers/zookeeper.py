@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,11 +45,18 @@ def four_letter(host: str, port: int, word: str, timeout: float) -> str:
     Raises:
         OSError: refused, reset or timed out (bounded by ``timeout`` seconds in total).
     """
+    end = time.monotonic() + timeout
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
         sock.sendall(word.encode("ascii"))
         chunks = []
-        while chunk := sock.recv(4096):  # the server closes after its reply
+        while True:  # the server closes after its reply; a trickle cannot outlast `end`
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{word} on {host}:{port}: no complete reply in {timeout} s")
+            sock.settimeout(left)
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
             chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "replace")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,3 +164,28 @@ def test_a_standalone_server_in_a_network_namespace_serves_on_its_address(
     assert server.mode() == "standalone"
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=OP_TIMEOUT).close()
+
+
+def test_four_letter_is_bounded_in_total_even_by_a_trickling_reply() -> None:
+    """A reply that trickles in without end raises TimeoutError at the timeout, although
+    every single recv gets a byte well within it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):  # the client hung up: done
+            while not stop.wait(0.05):
+                conn.sendall(b"x")
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            four_letter("127.0.0.1", listener.getsockname()[1], "srvr", 0.3)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        stop.set()
+        feeder.join(2.0)
+        listener.close()
