@@ -7,6 +7,19 @@ import socket
 import threading
 from types import TracebackType
 
+# The same echo as a process of its own, ``python -c ECHO_SCRIPT HOST PORT``: for tests
+# that freeze the server or run it inside a network namespace.
+ECHO_SCRIPT = """
+import socket, sys, threading
+s = socket.create_server((sys.argv[1], int(sys.argv[2])))
+def echo(c):
+    while d := c.recv(65536):
+        c.sendall(d)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+"""
+
 
 class EchoServer:
     """Echo every byte back on 127.0.0.1:<free port>; ``stop()`` closes everything.

@@ -17,6 +17,8 @@ import pytest
 from resilience.faults import netns
 from resilience.faults.netns import Namespace, Rule
 
+from ._echo import ECHO_SCRIPT
+
 pytestmark = [
     pytest.mark.netns,
     pytest.mark.skipif(netns.unavailable_reason() is not None,
@@ -24,21 +26,11 @@ pytestmark = [
 ]
 
 PORT = 7777
-SERVER = f"""
-import socket, threading
-s = socket.create_server(("0.0.0.0", {PORT}))
-def echo(c):
-    while d := c.recv(65536):
-        c.sendall(d)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-"""
 
 
 def start_server(ns: Namespace) -> tuple[str, int]:
     """Start the echo server inside ``ns`` and wait (bounded) until it answers."""
-    ns.run([sys.executable, "-c", SERVER])
+    ns.run([sys.executable, "-c", ECHO_SCRIPT, "0.0.0.0", str(PORT)])
     addr = (ns.ns_ip, PORT)
     deadline = time.monotonic() + 10
     while True:

@@ -12,16 +12,7 @@ import pytest
 
 from resilience.faults.process import ManagedProcess, freeze, frozen, is_stopped, kill, thaw
 
-SERVER = """
-import socket, sys, threading
-s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
-def echo(c):
-    while d := c.recv(65536):
-        c.sendall(d)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
-"""
+from ._echo import ECHO_SCRIPT
 
 
 def free_port() -> int:
@@ -41,7 +32,7 @@ def accepts(port: int) -> bool:
 @pytest.fixture
 def server() -> Iterator[tuple[ManagedProcess, int]]:
     port = free_port()
-    with ManagedProcess([sys.executable, "-c", SERVER, str(port)],
+    with ManagedProcess([sys.executable, "-c", ECHO_SCRIPT, "127.0.0.1", str(port)],
                         ready=lambda: accepts(port)) as proc:
         yield proc, port
 
