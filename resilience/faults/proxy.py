@@ -104,7 +104,6 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None  # bound; listening unless refusing
-        self._accept_task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- addresses and counters -------------------------------------------------------
@@ -235,31 +234,32 @@ class FaultProxy:
             self._bind()
         assert self._sock is not None
         self._sock.listen(128)
-        self._accept_task = self._loop.create_task(self._accept_loop(self._sock))
+        # A reader callback, not an accept task: it accepts and takes the connection in
+        # one step, so a Refuse cannot cancel an accept whose connection is already out
+        # of the kernel's queue (the client saw connect() succeed, then was reset).
+        self._loop.add_reader(self._sock.fileno(), self._accept_ready)
+
+    def _accept_ready(self) -> None:
+        """Take in every connection the kernel has completed on the listener."""
+        while self._sock is not None:
+            try:
+                client, _ = self._sock.accept()
+            except ConnectionAbortedError:
+                continue
+            except OSError:  # nothing pending (or not listening); the reader calls again
+                return
+            self._spawn_link(client)
 
     def _unlisten(self, drain: bool = True) -> None:
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            self._accept_task = None
+        if self._sock is None or self._loop is None:
+            return
+        if drain:
             # Connections the kernel completed but we have not accepted yet would be
             # reset by closing the listener; their clients think they are connected,
             # so take them in first (not when stopping: then everything closes).
-            assert self._sock is not None
-            while drain:
-                try:
-                    client, _ = self._sock.accept()
-                except OSError:
-                    break
-                self._spawn_link(client)
-        if self._sock is not None and self._loop is not None:
-            _close_socket(self._loop, self._sock, reset=False)
-            self._sock = None
-
-    async def _accept_loop(self, sock: socket.socket) -> None:
-        assert self._loop is not None
-        while True:
-            client, _ = await self._loop.sock_accept(sock)
-            self._spawn_link(client)
+            self._accept_ready()
+        _close_socket(self._loop, self._sock, reset=False)  # also removes the reader
+        self._sock = None
 
     def _spawn_link(self, client: socket.socket) -> None:
         assert self._loop is not None

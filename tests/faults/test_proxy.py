@@ -154,3 +154,21 @@ def test_stop_while_refusing_frees_the_port(echo: EchoServer) -> None:
     p.stop()
     with socket.socket() as s:  # no SO_REUSEADDR: fails while anything holds the port
         s.bind(p.address)
+
+
+async def test_refuse_keeps_a_connection_whose_accept_is_under_way(echo: EchoServer) -> None:
+    """Refuse added between the accept of a connection and its hand-over still serves it
+    (the loop turns below put it exactly there with an accept task; measured reset)."""
+    async with FaultProxy(echo.address) as p:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.01)  # the proxy is waiting for connections
+        client = socket.create_connection(p.address, timeout=2)  # completed by the kernel
+        client.setblocking(False)
+        await asyncio.sleep(0)  # the listener reads as ready: the connection is accepted
+        await asyncio.sleep(0)
+        p.add(Refuse())
+        try:
+            await loop.sock_sendall(client, b"hi")
+            assert await asyncio.wait_for(loop.sock_recv(client, 2), 2) == b"hi"
+        finally:
+            client.close()
