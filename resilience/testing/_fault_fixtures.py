@@ -126,8 +126,15 @@ class Freezer:
             thaw(pid, group=group)
 
     def thaw_all(self) -> None:
+        """Thaw every frozen process; one that fails does not leave the rest stopped."""
+        errors: list[Exception] = []
         for pid in list(self.frozen):
-            self.thaw(pid)
+            try:
+                self.thaw(pid)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 @pytest.fixture

@@ -59,6 +59,33 @@ def test_freeze_fixture_stops_a_process_and_thaws_at_teardown(freeze: Freezer) -
         child.wait(5)
 
 
+def test_thaw_all_thaws_the_others_when_one_thaw_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resilience.faults import process
+
+    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+                for _ in range(2)]
+    stuck = children[0].pid
+    real_thaw = process.thaw
+
+    def thaw(pid: int, *, group: bool = False, wait: float = 2.0) -> None:
+        if pid == stuck:
+            raise TimeoutError(f"process {pid} not running")
+        real_thaw(pid, group=group, wait=wait)
+
+    freezer = Freezer()
+    try:
+        for child in children:
+            freezer(child.pid)
+        monkeypatch.setattr(process, "thaw", thaw)
+        with pytest.raises(TimeoutError, match=str(stuck)):
+            freezer.thaw_all()
+        assert not is_stopped(children[1].pid)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait(5)
+
+
 @needs_netns
 def test_netns_and_firewall_fixtures(
     netns: Callable[..., Namespace], firewall: Callable[[Namespace], Firewall]
