@@ -11,7 +11,9 @@ plugin costs nothing for suites that do not use them.
   timeout (no root needed).
 * ``netns(track_connections=True, bridge=None)`` -> a
   :class:`~resilience.faults.netns.Namespace` (on ``bridge`` for a cluster);
-  skips the test where namespaces are unavailable (not root, no ip/iptables).
+  skips the test where namespaces are unavailable (not root, no ip/iptables), or
+  fails it when ``RESILIENCE_REQUIRE_NETNS=1`` (CI sets it, so a lost firewall test is
+  never a silent skip). ``@pytest.mark.netns`` does the same for a whole test.
 * ``firewall(ns)`` -> that namespace's :class:`~resilience.faults.netns.Firewall`,
   whose rules are all removed at teardown.
 * ``freeze(pid, group=False)`` stops a process; all are thawed at teardown
@@ -21,6 +23,7 @@ plugin costs nothing for suites that do not use them.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +33,39 @@ if TYPE_CHECKING:
     from resilience.faults.netns import Bridge, Firewall, Namespace, Rule, RuleSet
     from resilience.faults.proxy import FaultProxy
 
-__all__ = ["Freezer", "connect_blackhole", "fault_proxy", "firewall", "freeze", "netns"]
+__all__ = [
+    "Freezer",
+    "_resilience_netns_marker",
+    "connect_blackhole",
+    "fault_proxy",
+    "firewall",
+    "freeze",
+    "netns",
+    "require_netns",
+]
+
+ENV_REQUIRE_NETNS = "RESILIENCE_REQUIRE_NETNS"
+
+
+def require_netns() -> None:
+    """Skip the calling test where network namespaces are unavailable, or fail it when
+    ``RESILIENCE_REQUIRE_NETNS`` is ``1``/``true``/``yes``."""
+    from resilience.faults import netns as netns_mod
+
+    reason = netns_mod.unavailable_reason()
+    if reason is None:
+        return
+    message = f"network namespaces unavailable: {reason}"
+    if os.environ.get(ENV_REQUIRE_NETNS, "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message} ({ENV_REQUIRE_NETNS} is set)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _resilience_netns_marker(request: pytest.FixtureRequest) -> None:
+    """Honours ``@pytest.mark.netns``: see :func:`require_netns`."""
+    if request.node.get_closest_marker("netns") is not None:
+        require_netns()
 
 
 @pytest.fixture
@@ -64,9 +99,7 @@ def netns() -> Iterator[Callable[..., Namespace]]:
     """Factory: ``netns()`` -> a Namespace with a veth pair; deleted at teardown."""
     from resilience.faults import netns as netns_mod
 
-    reason = netns_mod.unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"network namespaces unavailable: {reason}")
+    require_netns()
     made: list[Namespace] = []
 
     def make(*, track_connections: bool = True, bridge: Bridge | None = None) -> Namespace:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from resilience.faults.netns import Firewall, Namespace, unavailable_reason
+from resilience.faults.netns import Firewall, Namespace
 from resilience.faults.process import is_stopped
 from resilience.faults.proxy import FaultProxy
 from resilience.faults.toxics import Latency
@@ -18,8 +18,7 @@ from resilience.testing._fault_fixtures import Freezer
 
 from ._echo import EchoServer
 
-needs_netns = pytest.mark.skipif(unavailable_reason() is not None,
-                                 reason=str(unavailable_reason()))
+needs_netns = pytest.mark.netns  # skipped where unavailable; fails when required (CI)
 
 
 def test_plugin_import_loads_no_fault_machinery() -> None:
@@ -104,3 +103,18 @@ def test_netns_and_firewall_fixtures(
     firewall(ns).drop(7000)
     with pytest.raises(TimeoutError):
         socket.create_connection((ns.ns_ip, 7000), timeout=0.2)
+
+
+@pytest.mark.parametrize(("required", "outcome"), [("", "skip"), ("1", "fail")])
+def test_unavailable_namespaces_skip_or_fail_when_required(
+    monkeypatch: pytest.MonkeyPatch, required: str, outcome: str
+) -> None:
+    """Without namespaces a netns test skips, unless RESILIENCE_REQUIRE_NETNS makes it fail."""
+    from resilience.faults import netns as netns_mod
+    from resilience.testing._fault_fixtures import require_netns
+
+    monkeypatch.setattr(netns_mod, "unavailable_reason", lambda: "not root")
+    monkeypatch.setenv("RESILIENCE_REQUIRE_NETNS", required)
+    expected = pytest.skip.Exception if outcome == "skip" else pytest.fail.Exception
+    with pytest.raises(expected, match="not root"):
+        require_netns()
