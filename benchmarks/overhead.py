@@ -32,7 +32,6 @@ import sys
 import time
 import timeit
 from collections.abc import Callable, Coroutine
-from importlib import metadata
 from typing import Any
 
 import circuitbreaker
@@ -40,6 +39,7 @@ import pybreaker
 import tenacity
 
 from resilience import CircuitOpenError, Policy
+from resilience.bench.machine import cpu_model, package_versions
 from resilience.config import BreakerOptions, RetryOptions
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.pipeline import Operation, acall, call
@@ -214,28 +214,13 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    versions = {}
-    for pkg in ("resilience", "tenacity", "pybreaker", "circuitbreaker"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "versions": versions,
+        "versions": package_versions(("resilience", "tenacity", "pybreaker", "circuitbreaker")),
     }
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from resilience.bench.machine import cpu_model
 from resilience.faults.proxy import FaultProxy
 
 MAX_SECONDS = 60.0
@@ -155,14 +156,8 @@ def summary(us: list[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return {"python": platform.python_version(), "kernel": platform.release(), "cpu": cpu,
-            "cores": os.cpu_count(), "load1": os.getloadavg()[0]}
+    return {"python": platform.python_version(), "kernel": platform.release(),
+            "cpu": cpu_model(), "cores": os.cpu_count(), "load1": os.getloadavg()[0]}
 
 
 def main() -> int:

@@ -16,10 +16,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from resilience.bench import plugin, scenarios
+from resilience.bench.machine import cpu_model, package_versions
 from resilience.bench.model import FaultRow, RunResult
 from resilience.bench.runner import measure
 
@@ -42,16 +42,13 @@ class Settings:
 
 
 def _versions() -> dict[str, Any]:
+    model = cpu_model()
     out: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
-        "cpus": _cpus(),
+        "cpus": f"{os.cpu_count()} x {model}" if model != "unknown" else str(os.cpu_count()),
+        **package_versions(("pymemcache", "tenacity", "pybreaker"), missing="missing"),
     }
-    for dist in ("pymemcache", "tenacity", "pybreaker"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "missing"
     out["memcached"] = _memcached_version()
     # The machine may be shared: the load says how much to trust microsecond figures.
     out["load average at start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -66,19 +63,6 @@ def _memcached_version() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return done.stdout.strip().removeprefix("memcached ") or "unknown"
-
-
-def _cpus() -> str:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} x {model}" if model else str(os.cpu_count())
 
 
 def _row(ds: plugin.Datastore, sc: scenarios.Scenario, kind: str, site: scenarios.Site,
