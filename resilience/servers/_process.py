@@ -44,7 +44,7 @@ def process_start_time(pid: int) -> int | None:
 
 
 def _group_pids(pgid: int) -> list[int]:
-    """Processes of group ``pgid`` that are not zombies (scans /proc)."""
+    """Processes of group ``pgid`` that are not finished zombies (scans /proc)."""
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -53,9 +53,20 @@ def _group_pids(pgid: int) -> list[int]:
             fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+        in_group = len(fields) > 2 and fields[2] == str(pgid)
+        if in_group and (fields[0] != "Z" or _threads_exiting(entry.path)):
             pids.append(int(entry.name))
     return pids
+
+
+def _threads_exiting(proc_dir: str) -> bool:
+    """A zombie leader whose other threads are still exiting: a SIGKILLed JVM shows Z at
+    once, but its file table (the listening sockets a restart needs) is released only
+    when the last thread is gone. Measured: a restart then hit "port already in use"."""
+    try:
+        return len(os.listdir(os.path.join(proc_dir, "task"))) > 1
+    except OSError:
+        return False
 
 
 def wait_group_stopped(pgid: int, timeout: float = 2.0) -> bool:
@@ -90,8 +101,10 @@ def _threads_stopped(pid: int) -> bool:
 def _group_alive(pgid: int) -> bool:
     """True while a process of group ``pgid`` exists that is not a zombie.
 
-    Zombies count as gone: a child re-parented to init waits for init to reap it, which
-    in a container may take a second or more, and it holds nothing (no port, no file).
+    Finished zombies count as gone: a child re-parented to init waits for init to reap
+    it, which in a container may take a second or more, and it holds nothing (no port, no
+    file). A zombie leader whose threads are still exiting does not (see
+    :func:`_threads_exiting`).
     """
     try:
         os.killpg(pgid, 0)
