@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import resilience
-from resilience.clients.memcache_async import AsyncMemcache
+from resilience.clients.memcache import AsyncMemcache
 from resilience.servers.memcached import Memcached
 
 

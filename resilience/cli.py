@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "config": ("resilience._config_cli", "print the effective settings and where each came from"),
+    "config": ("resilience.config._cli", "print the effective settings and where each came from"),
     "servers": ("resilience.servers.cli", "install, start, stop or list local real servers"),
     "proxy": ("resilience.faults.cli", "run a fault proxy in front of host:port"),
     "bench": ("resilience.bench.cli", "run the failure-latency benchmark"),

@@ -20,7 +20,7 @@ M = "RESILIENCE_MEMCACHE_"
 class VaultOptions(config.ClientOptions):
     """A client with a secret, to check the command never prints it."""
 
-    token: str = config._opt("none", "TOKEN", "str", "API token", secret=True, client_only=True)
+    token: str = config.option("none", "TOKEN", "str", "API token", secret=True, client_only=True)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ def test_prints_each_setting_with_value_variable_and_source(
     assert table["TIMEOUT_MS"] == ["TIMEOUT_MS", "42", f"{M}TIMEOUT_MS", f"{M}TIMEOUT_MS"]
     assert table["CONNECT_TIMEOUT_MS"] == ["CONNECT_TIMEOUT_MS", "100", f"{M}CONNECT_TIMEOUT_MS",
                                            "default"]
-    assert set(table) == {k.env for k in config.option_keys(config.MemcacheOptions)}
+    assert set(table) == {k.env for k in config.option_keys(config.CLIENTS["memcache"])}
 
 
 def test_named_instance_shows_its_variables(
@@ -129,7 +129,7 @@ def test_markdown_prints_the_option_table(capsys: pytest.CaptureFixture[str]) ->
 
 def test_module_entry_point_runs_in_a_fresh_process() -> None:
     """`python -m resilience config memcache` reads the real environment and exits 0."""
-    root = pathlib.Path(__file__).parent.parent
+    root = pathlib.Path(__file__).parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RESILIENCE_")}
     env[f"{M}TIMEOUT_MS"] = "42"
     done = subprocess.run(

@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resilience import config
+from resilience.clients.memcache import MemcacheOptions
 from resilience.config import (
     BreakerOptions,
     ClientOptions,
-    MemcacheOptions,
     OptionKey,
     RetryOptions,
     option_keys,
@@ -284,8 +284,8 @@ def test_direct_construction_is_validated() -> None:
 class VaultOptions(ClientOptions):
     """A client with secrets, to check they are never shown."""
 
-    token: str = config._opt("none", "TOKEN", "str", "API token", secret=True, client_only=True)
-    pin: int = config._opt(1234, "PIN", "int", "PIN", min=0, secret=True, client_only=True)
+    token: str = config.option("none", "TOKEN", "str", "API token", secret=True, client_only=True)
+    pin: int = config.option(1234, "PIN", "int", "PIN", min=0, secret=True, client_only=True)
 
 
 def test_secret_values_never_appear() -> None:
@@ -315,7 +315,7 @@ def test_register_client_checks_name_and_client_only_marks() -> None:
 
     @dataclass(frozen=True, slots=True)
     class Sloppy(ClientOptions):
-        hosts: str = config._opt("h", "HOSTS", "str", "hosts")
+        hosts: str = config.option("h", "HOSTS", "str", "hosts")
 
     with pytest.raises(ValueError, match=r"Sloppy\.hosts: client_only must be True"):
         config.register_client("sloppy")(Sloppy)
@@ -325,7 +325,7 @@ def test_register_client_checks_name_and_client_only_marks() -> None:
 @pytest.mark.parametrize("doc_name", ["README.md", "docs/configuration.md"])
 def test_docs_table_is_the_generated_one(doc_name: str) -> None:
     """README.md and docs/configuration.md hold exactly option_table_markdown()."""
-    doc = pathlib.Path(__file__).parent.parent / doc_name
+    doc = pathlib.Path(__file__).parents[2] / doc_name
     text = doc.read_text()
     start, end = "<!-- options-table:start -->\n", "<!-- options-table:end -->"
     table = text[text.index(start) + len(start):text.index(end)]

@@ -27,7 +27,7 @@ from resilience.core.deadline import deadline
 from resilience.errors import ResilienceError
 
 if TYPE_CHECKING:
-    from resilience.clients.memcache import Memcache
+    from resilience.clients.memcache._sync import Memcache
 
 __all__ = ["delete_many", "get_many", "gets_many", "set_many"]
 

@@ -7,10 +7,10 @@
     await cache.get("user:1")
     await cache.aclose()
 
-It speaks the memcached text protocol itself on asyncio streams (``_memcache_aio``):
+It speaks the memcached text protocol itself on asyncio streams (``_aio``):
 running pymemcache in a thread pool would block a thread per call and could not be
 cancelled. Everything else is shared with :class:`~resilience.clients.memcache.Memcache`
-(``_memcache_common``): options and environment, the ketama ring, a breaker per node,
+(``_common``): options and environment, the ketama ring, a breaker per node,
 retry policy, bulkheads, fail-open reads, events. Each attempt runs inside
 ``asyncio.timeout(remaining)`` (the connect also within ``connect_timeout``); a
 connection whose request did not complete is closed, never reused.
@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from resilience.clients._base import ErrorMap, LazyDriver
-from resilience.clients._memcache_aio import (
+from resilience.clients.memcache._aio import (
     Conn,
     ConnPool,
     ProtocolError,
@@ -35,7 +35,7 @@ from resilience.clients._memcache_aio import (
     check_key,
     encode_value,
 )
-from resilience.clients._memcache_common import _MISS, SERVICE, MemcacheBase
+from resilience.clients.memcache._common import _MISS, SERVICE, MemcacheBase
 from resilience.core.pipeline import acall
 from resilience.errors import (
     BackendError,

@@ -1,6 +1,6 @@
 """The memcached text protocol on asyncio streams, and a connection pool per node.
 
-Just what :class:`~resilience.clients.memcache_async.AsyncMemcache` needs: retrieval
+Just what :class:`~resilience.clients.memcache.AsyncMemcache` needs: retrieval
 (``get``/``gets`` with many keys), storage (``set``/``add``/``replace``/``cas``),
 ``delete``, ``incr``/``decr``, ``touch``. Values are bytes (str is UTF-8 encoded); flags
 are 0. Nothing here has a timeout of its own: the caller runs every request inside

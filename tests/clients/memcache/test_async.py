@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from resilience.clients.memcache_async import AsyncMemcache
+from resilience.clients.memcache import AsyncMemcache
 from resilience.core.breaker import BreakerState
 from resilience.errors import (
     BackendTimeoutError,

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from resilience.clients._base import IdempotencyTable, idempotency_table
-from resilience.clients.memcache_ring import HashRing
-from resilience.config import MemcacheOptions
+from resilience.clients.memcache._options import MemcacheOptions
+from resilience.clients.memcache._ring import HashRing
 from resilience.core.breaker import BreakerRegistry, CircuitBreaker
 from resilience.core.bulkhead import make_bulkhead
 from resilience.core.clock import SYSTEM_CLOCK, Clock

@@ -5,7 +5,7 @@ for the same reason): ``Client._connect`` reads ``connect_timeout``/``timeout`` 
 creates its socket through ``socket_module``; the command methods use ``self.sock``,
 close it on any error, and read through ``_readline``/``_readvalue``/``_recv`` with
 ``sock.recv``. If a hash below changes, read the new source, check those assumptions in
-resilience/clients/_memcache_node.py, run the fault tests, then update the hash.
+resilience/clients/memcache/_node.py, run the fault tests, then update the hash.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _digest(name: str) -> str:
 
 def test_pymemcache_functions_the_wrapper_relies_on_are_unchanged() -> None:
     changed = [name for name, sha in SOURCE_SHA1.items() if _digest(name) != sha]
-    assert not changed, f"pymemcache changed {changed}: re-check _memcache_node.py assumptions"
+    assert not changed, f"pymemcache changed {changed}: re-check memcache/_node.py assumptions"
 
 
 def test_client_constructor_still_takes_the_arguments_the_wrapper_passes() -> None:

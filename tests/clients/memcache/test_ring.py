@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from resilience.clients.memcache_ring import HashRing
+from resilience.clients.memcache._ring import HashRing
 
 NODES = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"]
 KEYS = [f"user:{i}".encode() for i in range(6000)]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from resilience.clients._memcache_node import DeadlineSocket
+from resilience.clients.memcache._node import DeadlineSocket
 
 
 @pytest.fixture

@@ -34,27 +34,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from resilience._config_kinds import (
+from resilience.config._kinds import (
     OptionKey,
     bounds,
     num,
     option_keys,
     validate_instance,
 )
-from resilience._config_resolve import CLIENT_RE, Resolved, Setting, resolve_options
+from resilience.config._resolve import CLIENT_RE, Resolved, Setting, resolve_options
 
 __all__ = [
     "CLIENTS",
     "BreakerOptions",
     "BulkheadOptions",
     "ClientOptions",
-    "MemcacheOptions",
     "OptionKey",
     "Resolved",
     "RetryOptions",
     "Setting",
+    "check_host_port",
     "from_env",
+    "group",
     "load_clients",
+    "option",
     "option_keys",
     "option_table_markdown",
     "register_client",
@@ -67,8 +69,11 @@ __all__ = [
 #   "choice" (metadata "choices")
 
 
-def _opt(default: Any, env: str, kind: str, doc: str, **meta: Any) -> Any:
-    # A secret stays out of the dataclass repr too (contract 12).
+def option(default: Any, env: str, kind: str, doc: str, **meta: Any) -> Any:
+    """A dataclass field that is an option: its environment key, kind, doc and checks.
+
+    A secret (``secret=True``) stays out of the dataclass repr too.
+    """
     return field(
         default=default,
         repr=not meta.get("secret", False),
@@ -76,13 +81,14 @@ def _opt(default: Any, env: str, kind: str, doc: str, **meta: Any) -> Any:
     )
 
 
-def _nested(factory: Any, env: str, doc: str) -> Any:
-    # Any-typed like _opt; the groups are frozen, so a shared default would be safe anyway.
+def group(factory: Any, env: str, doc: str) -> Any:
+    """A dataclass field holding a nested group of options (``breaker``, ``retry``...)."""
+    # Any-typed like option(); the groups are frozen, so a shared default would be safe.
     return field(default_factory=factory, metadata={"env": env, "kind": "nested", "doc": doc})
 
 
-def _host_port(item: str) -> None:
-    """Check one memcached node address; raises ValueError saying what is expected."""
+def check_host_port(item: str) -> None:
+    """Check one ``host:port`` list item; raises ValueError saying what is expected."""
     host, sep, port = item.rpartition(":")
     ok_host = bool(host) and not any(c.isspace() or c in "/@" for c in host)
     if host.startswith("[") != host.endswith("]"):
@@ -95,44 +101,44 @@ def _host_port(item: str) -> None:
 class BreakerOptions:
     """Circuit breaker per endpoint (contract 5)."""
 
-    enabled: bool = _opt(True, "ENABLED", "bool", "turn the breaker off entirely")
-    window: Literal["count", "time"] = _opt(
+    enabled: bool = option(True, "ENABLED", "bool", "turn the breaker off entirely")
+    window: Literal["count", "time"] = option(
         "count", "WINDOW", "choice", "sliding window kind", choices=("count", "time")
     )
-    window_size: int = _opt(
+    window_size: int = option(
         20, "WINDOW_SIZE", "int", "calls in a count window", min=1, max=100_000
     )
-    window_duration: float = _opt(
+    window_duration: float = option(
         10.0, "WINDOW_MS", "duration", "length of a time window", min=0.001
     )
-    failure_rate: float = _opt(
+    failure_rate: float = option(
         0.5, "FAILURE_RATE", "ratio", "failure share that opens the breaker (0..1]",
         min_exclusive=True,
     )
-    slow_call_rate: float = _opt(
+    slow_call_rate: float = option(
         1.0, "SLOW_CALL_RATE", "ratio", "slow-call share that opens the breaker (0..1]",
         min_exclusive=True,
     )
-    slow_call_duration: float = _opt(
+    slow_call_duration: float = option(
         1.0, "SLOW_CALL_MS", "duration", "a call at least this long counts as slow", min=0.001
     )
-    minimum_calls: int = _opt(
+    minimum_calls: int = option(
         10, "MIN_CALLS", "int", "calls in the window before rates are judged", min=1
     )
-    half_open_probes: int = _opt(
+    half_open_probes: int = option(
         1, "HALF_OPEN_PROBES", "int", "concurrent trial calls while half-open", min=1
     )
-    open_duration: float = _opt(
+    open_duration: float = option(
         1.0, "OPEN_MS", "duration", "first open interval before a probe", min=0.001
     )
-    max_open_duration: float = _opt(
+    max_open_duration: float = option(
         30.0, "MAX_OPEN_MS", "duration", "cap of the growing open interval", min=0.001,
         at_least="open_duration",
     )
-    open_backoff: float = _opt(
+    open_backoff: float = option(
         2.0, "OPEN_BACKOFF", "float", "open interval multiplier per failed probe", min=1.0
     )
-    jitter: float = _opt(0.1, "JITTER", "ratio", "random share added to the open interval")
+    jitter: float = option(0.1, "JITTER", "ratio", "random share added to the open interval")
 
     def __post_init__(self) -> None:
         validate_instance(self)
@@ -142,21 +148,21 @@ class BreakerOptions:
 class RetryOptions:
     """Retries of idempotent operations on transient errors (contract 6)."""
 
-    attempts: int = _opt(2, "ATTEMPTS", "int", "total attempts; 1 turns retry off", min=1)
-    backoff: float = _opt(
+    attempts: int = option(2, "ATTEMPTS", "int", "total attempts; 1 turns retry off", min=1)
+    backoff: float = option(
         0.01, "BACKOFF_MS", "duration", "base of the full-jitter exponential backoff", min=0.0
     )
-    max_backoff: float = _opt(
+    max_backoff: float = option(
         0.2, "MAX_BACKOFF_MS", "duration", "cap of one backoff sleep", min=0.0,
         at_least="backoff",
     )
-    budget_ratio: float = _opt(
+    budget_ratio: float = option(
         0.2, "BUDGET_RATIO", "ratio", "retries allowed as a share of recent calls"
     )
-    budget_min_per_second: float = _opt(
+    budget_min_per_second: float = option(
         5.0, "BUDGET_MIN_PER_S", "float", "retries always allowed per second", min=0.0
     )
-    budget_window: float = _opt(
+    budget_window: float = option(
         10.0, "BUDGET_WINDOW_MS", "duration", "how far back 'recent calls' reaches", min=0.001
     )
 
@@ -168,10 +174,10 @@ class RetryOptions:
 class BulkheadOptions:
     """Concurrency limit per dependency."""
 
-    max_concurrent: int = _opt(
+    max_concurrent: int = option(
         0, "MAX_CONCURRENT", "int", "calls in flight at once; 0 means no limit", min=0
     )
-    max_wait: float = _opt(
+    max_wait: float = option(
         0.0, "MAX_WAIT_MS", "duration", "wait for a permit at most this long; 0 rejects at once",
         min=0.0,
     )
@@ -184,15 +190,15 @@ class BulkheadOptions:
 class ClientOptions:
     """What every client wrapper shares. Client option classes subclass this."""
 
-    timeout: float = _opt(
+    timeout: float = option(
         1.0, "TIMEOUT_MS", "duration", "default time budget of one call", min=0.001
     )
-    connect_timeout: float = _opt(
+    connect_timeout: float = option(
         1.0, "CONNECT_TIMEOUT_MS", "duration", "cap of one connection attempt", min=0.001
     )
-    breaker: BreakerOptions = _nested(BreakerOptions, "BREAKER", "circuit breaker")  # noqa: RUF009
-    retry: RetryOptions = _nested(RetryOptions, "RETRY", "retry")  # noqa: RUF009
-    bulkhead: BulkheadOptions = _nested(BulkheadOptions, "BULKHEAD", "bulkhead")  # noqa: RUF009
+    breaker: BreakerOptions = group(BreakerOptions, "BREAKER", "circuit breaker")  # noqa: RUF009
+    retry: RetryOptions = group(RetryOptions, "RETRY", "retry")  # noqa: RUF009
+    bulkhead: BulkheadOptions = group(BulkheadOptions, "BULKHEAD", "bulkhead")  # noqa: RUF009
 
     def __post_init__(self) -> None:
         validate_instance(self)
@@ -218,32 +224,6 @@ class ClientOptions:
 
 
 _O = TypeVar("_O", bound=ClientOptions)
-
-
-@dataclass(frozen=True, slots=True)
-class MemcacheOptions(ClientOptions):
-    """The memcached wrapper (pymemcache)."""
-
-    timeout: float = _opt(
-        0.1, "TIMEOUT_MS", "duration", "default time budget of one call", min=0.001
-    )
-    connect_timeout: float = _opt(
-        0.1, "CONNECT_TIMEOUT_MS", "duration", "cap of one connection attempt", min=0.001
-    )
-    breaker: BreakerOptions = _nested(  # noqa: RUF009
-        lambda: BreakerOptions(slow_call_duration=0.1), "BREAKER", "circuit breaker per node"
-    )
-    servers: tuple[str, ...] = _opt(
-        ("127.0.0.1:11211",), "SERVERS", "list", "memcached nodes, host:port, comma separated",
-        client_only=True, validate=_host_port, item="host:port (port 1..65535)",
-    )
-    fail_open: bool = _opt(
-        False, "FAIL_OPEN", "bool", "a failing read returns a miss (still counted as a failure)",
-        client_only=True,
-    )
-    pool_size: int = _opt(
-        16, "POOL_SIZE", "int", "connections kept per node", min=1, client_only=True
-    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,9 +263,6 @@ def register_client(name: str) -> Callable[[_C], _C]:
     return decorate
 
 
-register_client("memcache")(MemcacheOptions)
-
-
 def load_clients() -> list[str]:
     """Import every module of ``resilience.clients`` so that all clients are registered.
 
@@ -313,7 +290,7 @@ def load_clients() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------
-# Resolution (the engine is resilience._config_resolve; the value kinds _config_kinds).
+# Resolution (the engine is resilience.config._resolve; the value kinds config._kinds).
 
 
 def resolve(

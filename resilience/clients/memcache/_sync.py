@@ -6,9 +6,9 @@
     cache.set("user:1", b"...")          # acknowledged write (noreply=False)
     cache.get("user:1")                   # bytes or None; never hangs past 50 ms
 
-One node or many. Keys map to nodes on a ketama ring (:mod:`.memcache_ring`), each node
+One node or many. Keys map to nodes on a ketama ring (:mod:`._ring`), each node
 has its own circuit breaker (keyed ``host:port`` in the breaker registry) and its own pool
-of pymemcache ``base.Client`` objects (:mod:`._memcache_node`). A failing or hanging node
+of pymemcache ``base.Client`` objects (:mod:`._node`). A failing or hanging node
 opens its breaker after a few calls; from then on its keys fail fast with
 CircuitOpenError (or read as misses with ``fail_open``) while other nodes serve normally.
 After the open interval one probe goes through; a success closes the breaker and the
@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from resilience.clients import memcache_multi as _multi
 from resilience.clients._base import ErrorMap, LazyDriver
-from resilience.clients._memcache_common import (
+from resilience.clients.memcache import _multi
+from resilience.clients.memcache._common import (
     _MISS,
     IDEMPOTENT,
     READS,
@@ -57,7 +57,7 @@ from resilience.errors import (
 )
 
 if TYPE_CHECKING:
-    from resilience.clients._memcache_node import NodePool
+    from resilience.clients.memcache._node import NodePool
 
 __all__ = ["IDEMPOTENT", "READS", "Memcache", "error_map"]
 
@@ -141,7 +141,7 @@ class Memcache(MemcacheBase):
         )
 
     def _build_nodes(self) -> tuple[NodePool, ...]:
-        from resilience.clients._memcache_node import NodePool
+        from resilience.clients.memcache._node import NodePool
 
         error_map()  # build the table now, not inside the first failing call
         size = self.options.pool_size
@@ -336,24 +336,24 @@ class Memcache(MemcacheBase):
         """
         return self._call(op, self._index(key), fn, timeout)
 
-    # Multi-key operations: the fan-out over nodes lives in memcache_multi.py.
+    # Multi-key operations: the fan-out over nodes lives in _multi.py.
 
     def get_many(self, keys: Iterable[Any], *, timeout: float | None = None) -> dict[Any, Any]:
-        """Values of the present ``keys``; see :func:`.memcache_multi.get_many`."""
+        """Values of the present ``keys``; see :func:`._multi.get_many`."""
         return _multi.get_many(self, keys, timeout=timeout)
 
     def gets_many(self, keys: Iterable[Any], *,
                   timeout: float | None = None) -> dict[Any, tuple[Any, Any]]:
-        """``(value, cas)`` of the present ``keys``; see :func:`.memcache_multi.gets_many`."""
+        """``(value, cas)`` of the present ``keys``; see :func:`._multi.gets_many`."""
         return _multi.gets_many(self, keys, timeout=timeout)
 
     def set_many(self, values: Mapping[Any, Any], expire: int = 0, *,
                  timeout: float | None = None) -> list[Any]:
-        """Store every value; keys not stored. See :func:`.memcache_multi.set_many`."""
+        """Store every value; keys not stored. See :func:`._multi.set_many`."""
         return _multi.set_many(self, values, expire, timeout=timeout)
 
     def delete_many(self, keys: Iterable[Any], *, timeout: float | None = None) -> bool:
-        """Delete every key; see :func:`.memcache_multi.delete_many`."""
+        """Delete every key; see :func:`._multi.delete_many`."""
         return _multi.delete_many(self, keys, timeout=timeout)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from resilience._config_kinds import (
+from resilience.config._kinds import (
     OptionKey,
     check_order,
     check_python,
