@@ -12,11 +12,14 @@
     │   ├── BackendUnavailableError refused, reset, no live hosts, closed client
     │   └── BackendProtocolError    garbage from the wire
     └── ConfigError                 (also ValueError) names the variable or argument
+        └── MissingDriverError      (also ImportError) names the extra to install
 
 Each error carries the ``service`` (for example ``"memcache"``), the ``endpoint`` (a
 node such as ``"127.0.0.1:11211"``), the ``operation`` (``"get"``) and the ``elapsed``
 time in seconds since the call began, whichever of them are known. None of them ever
-holds a secret: endpoints are host:port, never URLs with credentials.
+holds a secret: endpoints are host:port, never URLs with credentials. A multi-key
+operation that failed on some nodes also says what it got (``partial``) and which keys
+failed (``failed_keys``).
 
 The message is built lazily in ``__str__``: rejections are raised on the hot path of a
 failing dependency and must cost microseconds.
@@ -24,7 +27,7 @@ failing dependency and must cost microseconds.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "BackendError",
@@ -35,6 +38,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "DeadlineExceededError",
+    "MissingDriverError",
     "RejectedError",
     "ResilienceError",
 ]
@@ -61,6 +65,11 @@ class ResilienceError(Exception):
     endpoint: str | None = None
     operation: str | None = None
     elapsed: float | None = None
+    partial: Any = None
+    """A multi-key operation's result from the nodes that answered (its docstring says
+    what: values found, keys not stored); None for single-key operations."""
+    failed_keys: tuple[Any, ...] = ()
+    """A multi-key operation's keys whose node failed (their outcome is unknown)."""
 
     def __init__(
         self,
@@ -117,7 +126,12 @@ class ResilienceError(Exception):
         )
 
     def _extra_state(self) -> dict[str, object]:
-        return {}
+        extra: dict[str, object] = {}
+        if self.partial is not None:
+            extra["partial"] = self.partial
+        if self.failed_keys:
+            extra["failed_keys"] = self.failed_keys
+        return extra
 
 
 def _rebuild(
@@ -198,7 +212,7 @@ class CircuitOpenError(RejectedError):
         return f"{super().__str__()}; retry after {self.retry_after * 1000:.0f} ms"
 
     def _extra_state(self) -> dict[str, object]:
-        return {"retry_after": self.retry_after}
+        return {**super()._extra_state(), "retry_after": self.retry_after}
 
 
 class BulkheadFullError(RejectedError):
@@ -244,4 +258,11 @@ class ConfigError(ResilienceError, ValueError):
     is accepted, for example::
 
         RESILIENCE_MEMCACHE_TIMEOUT_MS='fast': expected a whole number of milliseconds >= 1
+    """
+
+
+class MissingDriverError(ConfigError, ImportError):
+    """A client's driver is not installed; the message names the extra to install::
+
+        memcache: the driver pymemcache is not installed: pip install 'resilience[memcache]'
     """

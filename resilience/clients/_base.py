@@ -1,216 +1,329 @@
-"""What every datastore wrapper shares: the lazy driver, error mapping, idempotency.
+"""The client contract: what every datastore client shares, sync and asyncio alike.
 
-Theory of operation of :class:`LazyDriver`
-------------------------------------------
-States: *empty* (nothing built), *built* (a driver for this process), *closed*.
+A client author writes only what is specific to the driver (see docs/clients.md):
 
-- ``get()`` on the hot path is two attribute reads and one comparison: the built value
-  and the fork generation it was built in. No lock, no syscall.
-- The first ``get()`` (or the first after a fork) takes the lock, checks again (double
-  checked locking: a second thread that waited on the lock finds the driver built and
-  uses it) and calls the factory. The lock guards only the build, never I/O a caller
-  makes with the driver. Factories must not do I/O: the wrappers' factories build
-  connection pools that connect on first use, under that call's deadline.
-- Fork safety: a process-wide generation counter is bumped in the child by
-  :func:`os.register_at_fork`. A driver built in another generation belongs to the parent:
-  the child builds a fresh one and never closes the inherited one (closing would shut
-  sockets the parent is still using).
-- ``close()`` moves to *closed* for good: ``get()`` then raises
-  :class:`~resilience.errors.BackendUnavailableError`, and the closer given at
-  construction runs once on the built driver (it is expected to wake every call still
-  waiting on that driver, for example by shutting its sockets down).
+- ``service``, ``options_class``, ``idempotent`` (class attributes): the client's name
+  (also its ``RESILIENCE_<SERVICE>_`` prefix), its options class and its idempotency
+  table; ``driver_modules`` and ``extra``: what must be importable and the extra that
+  installs it;
+- ``_error_map()``: the driver exception -> resilience error table (may import the
+  driver: it is built at construction, after the driver check);
+- ``_build_driver()`` / ``_close_driver(driver)``: the lazy driver factory (no I/O) and
+  its release (wakes every call still waiting on it);
+- ``_attempt(driver, index, fn, remaining)`` (sync) or ``_aattempt(...)`` (async): one
+  attempt on endpoint ``index`` within ``remaining`` seconds, e.g. a pool checkout,
+  ``fn(connection)`` and the checkin. It raises the driver's exception; the base maps it.
+- the public methods, each one line into :meth:`_call` / :meth:`_acall`.
+
+Everything else is here: options from arguments and the environment, the lazy driver
+(built inside the first call's deadline, rebuilt after fork), one breaker per endpoint
+from a shared registry (state changes become events), one bulkhead per endpoint, one
+retry policy and budget for the whole dependency, the precomputed pipeline
+:class:`~resilience.core.operation.Operation` of every operation on every endpoint, the
+closed-client behaviour, caller errors that pass through without counting against a
+breaker, and the one place where an attempt's driver error is mapped (:meth:`_failure`).
+
+Endpoints are fixed at construction (memcached nodes) or added as they are discovered
+(:meth:`_add_endpoint`, e.g. Cassandra hosts); an endpoint keeps its index for good.
 """
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
-from resilience.errors import BackendUnavailableError, ResilienceError
+from resilience.clients._errormap import ErrorMap, IdempotencyTable
+from resilience.clients._lazy import LazyDriver
+from resilience.config import ClientOptions
+from resilience.core.breaker import BreakerRegistry, CircuitBreaker
+from resilience.core.bulkhead import Bulkhead, make_bulkhead
+from resilience.core.clock import SYSTEM_CLOCK, Clock
+from resilience.core.events import EventBus
+from resilience.core.fallback import Fallback
+from resilience.core.operation import Operation
+from resilience.core.pipeline import acall, call
+from resilience.core.retry import RetryPolicy
+from resilience.errors import BackendUnavailableError, MissingDriverError, ResilienceError
 
-__all__ = [
-    "ErrorMap",
-    "IdempotencyTable",
-    "LazyDriver",
-    "fork_generation",
-    "idempotency_table",
-]
+__all__ = ["ClientBase"]
 
+D = TypeVar("D")  # the driver: whatever _build_driver returns
 T = TypeVar("T")
 
-_fork_generation = 0
+
+class _CallerError(Exception):
+    """Carries a caller's mistake out of the pipeline, which then counts no failure."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
 
 
-def _after_fork_in_child() -> None:
-    global _fork_generation
-    _fork_generation += 1
+def _is_failure(exc: Exception) -> bool:
+    # A caller's mistake says nothing about the endpoint: the pipeline records a success.
+    return not isinstance(exc, _CallerError)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def fork_generation() -> int:
-    """Return a number that changes in every child process after ``os.fork()``."""
-    return _fork_generation
-
-
-class LazyDriver(Generic[T]):
-    """A driver built on first use, rebuilt after fork, released by ``close()``.
+class ClientBase(Generic[D]):
+    """Options, endpoints, breakers, operations and the attempt runner of a client.
 
     Args:
-        factory: builds the driver; must not perform I/O.
-        closer: releases a driver built by this process (called by ``close()``).
-        service: the datastore family, for the error raised after ``close()``.
+        endpoints: the endpoints known at construction, as named in errors and as keys
+            of the breaker registry (``host:port``).
+        name: a named instance: RESILIENCE_<SERVICE>_<NAME>_* variables apply.
+        environ: the environment to read (``os.environ`` when None).
+        events: the event bus to emit on; a private silent one by default.
+        breakers: a breaker registry to share (keyed by endpoint); a new one with this
+            client's breaker options by default.
+        clock: time source of the pipeline and the breakers (a fake clock in tests).
+        options: the resolved options (see :meth:`_resolve`).
+
+    Raises:
+        MissingDriverError: a module of ``driver_modules`` is not installed.
     """
 
-    __slots__ = ("_closed", "_closer", "_factory", "_generation", "_lock", "_service", "_value")
+    service: ClassVar[str]
+    options_class: ClassVar[type[ClientOptions]]
+    idempotent: ClassVar[IdempotencyTable]
+    driver_modules: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""
 
     def __init__(
-        self, factory: Callable[[], T], closer: Callable[[T], None], *, service: str
+        self,
+        endpoints: Sequence[str],
+        options: ClientOptions,
+        *,
+        events: EventBus | None = None,
+        breakers: BreakerRegistry | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._factory = factory
-        self._closer = closer
-        self._service = service
-        self._lock = threading.Lock()
-        self._value: T | None = None
-        self._generation = -1
-        self._closed = False
+        self._require_driver()
+        self.options = options
+        self._clock = clock
+        self.events = events if events is not None else EventBus()
+        self._registry = breakers if breakers is not None else BreakerRegistry(options.breaker)
+        # One retry policy (and so one retry budget) for the whole dependency.
+        self._retry = RetryPolicy(options.retry)
+        if options.retry.attempts > 1:
+            # The core imports tenacity on the first retry; that import (40-100 ms here)
+            # would land inside the first failing call's deadline. Pay it now instead.
+            import tenacity  # noqa: F401
+        self._errors: ErrorMap | None = None  # built with the driver (it may import it)
+        self._endpoints: list[str] = []
+        self._breakers: list[CircuitBreaker] = []
+        self._ops: list[dict[str, Operation]] = []
+        self._endpoints_lock = threading.Lock()
+        for endpoint in endpoints:
+            self._add_endpoint(endpoint)
+        self._driver: LazyDriver[D] = LazyDriver(
+            self._build, self._close_driver, service=self.service
+        )
 
-    def get(self) -> T:
-        """Return the driver, building it first if this process has none.
+    def _build(self) -> D:
+        driver = self._build_driver()
+        if self._errors is None:  # now, not inside the first failing call
+            self._errors = self._error_map()
+        return driver
 
-        Raises:
-            BackendUnavailableError: the wrapper was closed.
-        """
-        value = self._value
-        if value is not None and self._generation == _fork_generation:
-            return value
-        return self._build()
+    @classmethod
+    def _resolve(
+        cls, name: str | None, environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
+    ) -> Any:
+        """This client's options from arguments and the environment (ConfigError if bad)."""
+        return cls.options_class.from_env(name=name, environ=environ, **overrides)
 
-    def _build(self) -> T:
-        with self._lock:
-            if self._closed:
-                raise BackendUnavailableError("client is closed", service=self._service)
-            value = self._value
-            if value is None or self._generation != _fork_generation:
-                # A driver from another generation is the parent's: drop it unclosed.
-                value = self._factory()
-                self._value = value
-                self._generation = _fork_generation
-            return value
+    @classmethod
+    def _require_driver(cls) -> None:
+        # Looked up, not imported: construction stays lazy (the first call imports the
+        # driver, inside its deadline), yet a missing extra is a clear error now rather
+        # than a ModuleNotFoundError from deep inside the first call.
+        for module in cls.driver_modules:
+            if importlib.util.find_spec(module) is None:
+                raise MissingDriverError(
+                    f"{cls.service}: the driver {module} is not installed: "
+                    f"pip install 'resilience[{cls.extra or cls.service}]'",
+                    service=cls.service,
+                )
 
-    def peek(self) -> T | None:
-        """Return the driver built by this process, or None; never builds one."""
-        if self._generation != _fork_generation:
-            return None
-        return self._value
+    # ---- what a client provides ---------------------------------------------------
+
+    def _error_map(self) -> ErrorMap:
+        """Driver exception -> resilience error, most specific first."""
+        raise NotImplementedError
+
+    def _build_driver(self) -> D:
+        """Build the driver (connection pools, sessions); must do no I/O."""
+        raise NotImplementedError
+
+    def _close_driver(self, driver: D) -> None:
+        """Release a driver this process built; wake every call waiting on it."""
+        raise NotImplementedError
+
+    def _attempt(self, driver: D, index: int, fn: Callable[[Any], T], remaining: float) -> T:
+        """One sync attempt of ``fn`` on endpoint ``index``; raises the driver's errors."""
+        raise NotImplementedError
+
+    async def _aattempt(self, driver: D, index: int, fn: Callable[[Any], Awaitable[T]],
+                        remaining: float) -> T:
+        """One async attempt of ``fn`` on endpoint ``index``; raises the driver's errors."""
+        raise NotImplementedError
+
+    def _fallback(self, op: str) -> Fallback[Any] | None:
+        """The fallback of operation ``op`` (none by default)."""
+        return None
+
+    def _caller_error(self, exc: BaseException, op: str) -> BaseException:
+        """What a caller's mistake (an error-map rule to None) raises: ``exc`` itself."""
+        return exc
+
+    # ---- endpoints -----------------------------------------------------------------
 
     @property
-    def closed(self) -> bool:
-        """Whether ``close()`` was called."""
-        return self._closed
+    def endpoints(self) -> tuple[str, ...]:
+        """The endpoints known so far, in the order they were added."""
+        return tuple(self._endpoints)
+
+    def breaker(self, endpoint: str) -> CircuitBreaker:
+        """The circuit breaker of one endpoint.
+
+        Raises:
+            KeyError: ``endpoint`` is not one of this client's endpoints.
+        """
+        try:
+            return self._breakers[self._endpoints.index(endpoint)]
+        except ValueError:
+            raise KeyError(f"{endpoint!r} is not an endpoint of {self!r}") from None
+
+    def _add_endpoint(self, endpoint: str) -> int:
+        """The index of ``endpoint``, adding its breaker, bulkhead and operations first."""
+        with self._endpoints_lock:
+            if endpoint in self._endpoints:
+                return self._endpoints.index(endpoint)
+            breaker = self._registry.get(endpoint)
+            self.events.watch_breaker(breaker, self.service)
+            bulkhead = make_bulkhead(self.options.bulkhead)
+            ops = {op: self._operation(op, flag, bulkhead) for op, flag in self.idempotent.items()}
+            # Appended last: a reader that sees the endpoint sees its breaker and ops.
+            self._breakers.append(breaker)
+            self._ops.append(ops)
+            self._endpoints.append(endpoint)
+            return len(self._endpoints) - 1
+
+    def _operation(self, name: str, idempotent: bool, bulkhead: Bulkhead | None) -> Operation:
+        return Operation(
+            name, service=self.service, timeout=self.options.timeout, idempotent=idempotent,
+            retry=self._retry, bulkhead=bulkhead, events=self.events,
+            fallback=self._fallback(name), clock=self._clock, is_failure=_is_failure,
+        )
+
+    def _op(self, op: str, index: int) -> Operation:
+        """The operation ``op`` on endpoint ``index``; a name outside the idempotency
+        table (a ``run()`` of any driver method) is never retried."""
+        ops = self._ops[index]
+        operation = ops.get(op)
+        if operation is None:
+            bulkhead = next(iter(ops.values())).bulkhead if ops else None
+            operation = ops[op] = self._operation(op, False, bulkhead)
+        return operation
+
+    # ---- the one path every call takes ------------------------------------------------
+
+    def _call(self, op: str, index: int, fn: Callable[[Any], T],
+              timeout: float | None = None) -> T:
+        """Run ``fn`` on endpoint ``index`` through the pipeline (sync).
+
+        The driver is built inside the attempt, so a first call pays the lazy set-up
+        inside its own deadline.
+        """
+        lazy = self._driver
+        if lazy._closed:
+            raise self._closed_error(op, index)
+        run = self._attempt
+
+        def attempt(remaining: float) -> T:
+            try:
+                return run(lazy.get(), index, fn, remaining)
+            except Exception as exc:
+                raise self._failure(exc, op, index)  # noqa: B904 (cause set there)
+
+        try:
+            return call(self._ops[index].get(op) or self._op(op, index),
+                        self._breakers[index], attempt, timeout)
+        except _CallerError as err:
+            raise self._caller_error(err.exc, op) from err.exc
+
+    async def _acall(self, op: str, index: int, fn: Callable[[Any], Awaitable[T]],
+                     timeout: float | None = None) -> T:
+        """Run ``await fn(...)`` on endpoint ``index`` through the pipeline (async twin)."""
+        lazy = self._driver
+        if lazy._closed:
+            raise self._closed_error(op, index)
+        run = self._aattempt
+
+        async def attempt(remaining: float) -> T:
+            try:
+                return await run(lazy.get(), index, fn, remaining)
+            except Exception as exc:
+                raise self._failure(exc, op, index)  # noqa: B904 (cause set there)
+
+        try:
+            return await acall(self._ops[index].get(op) or self._op(op, index),
+                               self._breakers[index], attempt, timeout)
+        except _CallerError as err:
+            raise self._caller_error(err.exc, op) from err.exc
+
+    def _failure(self, exc: Exception, op: str, index: int) -> BaseException:
+        """The error an attempt raises for the driver's ``exc`` (kept as ``__cause__``).
+
+        A ResilienceError (a nested call's) passes unchanged; on a closed client every
+        failure reads "client is closed"; a rule to None marks the caller's mistake.
+        """
+        if isinstance(exc, ResilienceError):
+            return exc
+        endpoint = self._endpoints[index]
+        if self._driver._closed:
+            err: BaseException = self._closed_error(op, index)
+        else:
+            errors = self._errors or self._error_map()
+            rule = errors.rule(exc)
+            if rule is not None and rule[1] is None:
+                return _CallerError(exc)
+            err = errors.translate(exc, service=self.service, endpoint=endpoint,
+                                         operation=op)
+            if err is exc:
+                return exc
+        err.__cause__ = exc
+        return err
+
+    def _closed_error(self, op: str, index: int) -> BackendUnavailableError:
+        return BackendUnavailableError("client is closed", service=self.service,
+                                       endpoint=self._endpoints[index], operation=op)
+
+    # ---- release -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the driver (if this process built one); later ``get()`` calls fail."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            value = self._value if self._generation == _fork_generation else None
-            self._value = None
-        if value is not None:
-            self._closer(value)
+        """Release every connection; calls in flight end at once with an error, and
+        later calls raise BackendUnavailableError ("client is closed")."""
+        self._driver.close()
 
+    async def aclose(self) -> None:
+        """``close()`` for async code (it never blocks)."""
+        self._driver.close()
 
-ErrorRule = tuple[
-    type[BaseException] | tuple[type[BaseException], ...], type[ResilienceError] | None, str
-]
+    def __enter__(self: Any) -> Any:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-class ErrorMap:
-    """A table from driver exceptions to resilience errors, most specific rule first.
+    async def __aenter__(self: Any) -> Any:
+        return self
 
-    Each rule is ``(driver exception type or tuple, resilience error class, detail)``.
-    A rule whose class is ``None`` marks an exception the wrapper lets through unmapped.
-    The first rule whose type matches (``isinstance``) wins; lookups are cached per
-    exception type.
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
-    Args:
-        rules: the table, most specific first.
-
-    Raises:
-        ValueError: a rule can never match because an earlier rule catches all of its
-            types (the table is in the wrong order).
-    """
-
-    __slots__ = ("_cache", "_rules")
-
-    def __init__(self, rules: Iterable[ErrorRule]) -> None:
-        self._rules: tuple[ErrorRule, ...] = tuple(rules)
-        for i, (types, _, detail) in enumerate(self._rules):
-            later = types if isinstance(types, tuple) else (types,)
-            for earlier, _, earlier_detail in self._rules[:i]:
-                if all(issubclass(t, earlier) for t in later):
-                    raise ValueError(
-                        f"error rule {detail!r} is unreachable: rule {earlier_detail!r} "
-                        "comes first and catches all of its types; put specific rules first"
-                    )
-        self._cache: dict[type[BaseException], ErrorRule | None] = {}
-
-    def rule(self, exc: BaseException) -> ErrorRule | None:
-        """Return the first rule matching ``exc``, or None."""
-        kind = type(exc)
-        try:
-            return self._cache[kind]
-        except KeyError:
-            pass
-        found: ErrorRule | None = None
-        for rule in self._rules:
-            if isinstance(exc, rule[0]):
-                found = rule
-                break
-        self._cache[kind] = found
-        return found
-
-    def translate(
-        self,
-        exc: BaseException,
-        *,
-        service: str,
-        endpoint: str | None,
-        operation: str,
-        elapsed: float | None = None,
-    ) -> BaseException:
-        """Return the error to raise for ``exc`` (``exc`` itself when no rule maps it).
-
-        The caller raises the result with ``raise err from exc`` so the driver's
-        exception stays the ``__cause__``.
-        """
-        rule = self.rule(exc)
-        if rule is None or rule[1] is None:
-            return exc
-        detail = f"{rule[2]}: {type(exc).__name__}: {exc}" if str(exc) else (
-            f"{rule[2]}: {type(exc).__name__}"
-        )
-        return rule[1](
-            detail, service=service, endpoint=endpoint, operation=operation, elapsed=elapsed
-        )
-
-
-IdempotencyTable = Mapping[str, bool]
-"""Operation name -> whether a retry may repeat it (read-only mapping)."""
-
-
-def idempotency_table(ops: Mapping[str, bool]) -> IdempotencyTable:
-    """Freeze an idempotency table; every value must be a bool.
-
-    Raises:
-        TypeError: a value is not a bool.
-    """
-    for name, flag in ops.items():
-        if not isinstance(flag, bool):
-            raise TypeError(f"idempotency of {name!r} must be a bool, got {flag!r}")
-    return MappingProxyType(dict(ops))
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {','.join(self._endpoints)} "
+                f"timeout={self.options.timeout}>")

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from resilience.clients._base import ErrorMap, LazyDriver, idempotency_table
+from resilience.clients._errormap import ErrorMap, idempotency_table
+from resilience.clients._lazy import LazyDriver
 from resilience.errors import BackendTimeoutError, BackendUnavailableError
 
 

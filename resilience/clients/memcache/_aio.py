@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-__all__ = ["Conn", "ConnPool", "ProtocolError", "ReplyError", "check_key", "encode_value"]
+__all__ = [
+    "Conn", "ConnPool", "ProtocolError", "ReplyError", "ServerError", "check_key", "encode_value"
+]
 
 _MAX_KEY = 250
 
@@ -24,11 +26,14 @@ class ProtocolError(Exception):
 
 
 class ReplyError(Exception):
-    """The server answered ``SERVER_ERROR`` (``server`` True) or ``CLIENT_ERROR``."""
+    """The server answered ``CLIENT_ERROR`` (or, as :class:`ServerError`, ``SERVER_ERROR``)."""
 
-    def __init__(self, line: bytes, *, server: bool) -> None:
+    def __init__(self, line: bytes) -> None:
         super().__init__(line.decode("ascii", "replace"))
-        self.server = server
+
+
+class ServerError(ReplyError):
+    """The server answered ``SERVER_ERROR``: the server failed, not the protocol."""
 
 
 def check_key(key: str | bytes, prefix: bytes) -> bytes:
@@ -78,9 +83,9 @@ class Conn:
         line = await self.reader.readuntil(b"\r\n")
         body = line[:-2]
         if body.startswith(b"SERVER_ERROR"):
-            raise ReplyError(body, server=True)
+            raise ServerError(body)
         if body.startswith(b"CLIENT_ERROR") or body == b"ERROR":
-            raise ReplyError(body, server=False)
+            raise ReplyError(body)
         return body
 
     async def fetch(self, cmd: bytes, keys: list[bytes]) -> dict[bytes, tuple[bytes, int]]:

@@ -26,17 +26,17 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from resilience.clients._base import ErrorMap, LazyDriver
+from resilience.clients._errormap import ErrorMap
 from resilience.clients.memcache._aio import (
     Conn,
     ConnPool,
     ProtocolError,
     ReplyError,
+    ServerError,
     check_key,
     encode_value,
 )
-from resilience.clients.memcache._common import _MISS, SERVICE, MemcacheBase
-from resilience.core.pipeline import acall
+from resilience.clients.memcache._common import _MISS, MemcacheBase
 from resilience.errors import (
     BackendError,
     BackendProtocolError,
@@ -50,9 +50,12 @@ __all__ = ["AsyncMemcache"]
 T = TypeVar("T")
 
 ERRORS = ErrorMap([
+    # Used from a second event loop (ConnPool.checkout): the caller's mistake.
+    (RuntimeError, None, "used from another event loop"),
     (TimeoutError, BackendTimeoutError, "timed out"),
     (asyncio.IncompleteReadError, BackendUnavailableError, "connection closed by the server"),
     (ConnectionError, BackendUnavailableError, "connection failed"),
+    (ServerError, BackendError, "server error"),
     ((ProtocolError, ReplyError, asyncio.LimitOverrunError), BackendProtocolError,
      "unexpected reply"),
     (OSError, BackendUnavailableError, "socket error"),
@@ -62,67 +65,38 @@ ERRORS = ErrorMap([
 _STORE = {b"STORED": True, b"NOT_STORED": False}
 
 
-class AsyncMemcache(MemcacheBase):
+class AsyncMemcache(MemcacheBase["tuple[ConnPool, ...]"]):
     """An asyncio memcached client that never hangs; arguments as for ``Memcache``
     (minus ``serde``). Construction opens nothing; use ``await aclose()`` or
     ``async with``."""
 
-    def __init__(self, servers: str | Iterable[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(servers, **kwargs)
-        self._pools: LazyDriver[tuple[ConnPool, ...]] = LazyDriver(
-            self._build_pools, _close_pools, service=SERVICE
-        )
+    # ---- the client contract (resilience.clients._base) ------------------------------
 
-    def _build_pools(self) -> tuple[ConnPool, ...]:
+    def _error_map(self) -> ErrorMap:
+        return ERRORS
+
+    def _build_driver(self) -> tuple[ConnPool, ...]:
         return tuple(ConnPool(h, p, self.options.pool_size) for h, p in self._addresses)
 
-    async def aclose(self) -> None:
-        """Close every connection; calls in flight end at once with an error."""
-        self._pools.close()
+    def _close_driver(self, pools: tuple[ConnPool, ...]) -> None:
+        for pool in pools:
+            pool.close()
 
-    async def __aenter__(self) -> AsyncMemcache:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        return f"<AsyncMemcache {','.join(self._endpoints)} timeout={self.options.timeout}>"
-
-    async def _call(self, op: str, index: int, fn: Callable[[Conn], Awaitable[T]],
-                    timeout: float | None) -> T:
-        pool = self._pools.get()[index]
-        connect_timeout = self.options.connect_timeout
-
-        async def attempt(remaining: float) -> T:
-            conn: Conn | None = None
-            try:
-                async with asyncio.timeout(remaining):
-                    conn = await pool.checkout(min(connect_timeout, remaining))
-                    result = await fn(conn)
-            except BaseException as exc:
-                if conn is not None:
-                    pool.discard(conn)
-                if not isinstance(exc, Exception) or isinstance(exc, ResilienceError):
-                    raise  # cancelled from outside, or a nested rejection
-                raise self._mapped(exc, op, index) from exc
-            pool.checkin(conn)
-            return result
-
-        operation = self._ops[index].get(op) or self._extra_operation(op, index)
-        return await acall(operation, self._breakers[index], attempt, timeout)
-
-    def _mapped(self, exc: Exception, op: str, index: int) -> BaseException:
-        endpoint = self._endpoints[index]
-        if self._pools.closed:
-            return BackendUnavailableError("client is closed", service=SERVICE,
-                                           endpoint=endpoint, operation=op)
-        if isinstance(exc, RuntimeError) and not isinstance(exc, OSError):
-            return exc  # used from a second event loop: the caller's bug, unmapped
-        if isinstance(exc, ReplyError) and exc.server:
-            return BackendError(f"server error: {exc}", service=SERVICE, endpoint=endpoint,
-                                operation=op)
-        return ERRORS.translate(exc, service=SERVICE, endpoint=endpoint, operation=op)
+    async def _aattempt(self, pools: tuple[ConnPool, ...], index: int,
+                        fn: Callable[[Conn], Awaitable[T]], remaining: float) -> T:
+        # A connection whose request did not complete is closed, never reused.
+        pool = pools[index]
+        conn: Conn | None = None
+        try:
+            async with asyncio.timeout(remaining):
+                conn = await pool.checkout(min(self.options.connect_timeout, remaining))
+                result = await fn(conn)
+        except BaseException:
+            if conn is not None:
+                pool.discard(conn)
+            raise
+        pool.checkin(conn)
+        return result
 
     def _key(self, key: str | bytes) -> tuple[bytes, int]:
         raw = check_key(key, self._key_prefix)
@@ -140,7 +114,7 @@ class AsyncMemcache(MemcacheBase):
             found = await c.fetch(b"get", [raw])
             return found[raw][0] if raw in found else _MISS
 
-        value = await self._call("get", index, fn, timeout)
+        value = await self._acall("get", index, fn, timeout)
         return default if value is _MISS else value
 
     async def gets(self, key: str | bytes, *,
@@ -152,7 +126,7 @@ class AsyncMemcache(MemcacheBase):
             found = await c.fetch(b"gets", [raw])
             return found.get(raw, (None, None))
 
-        return await self._call("gets", index, fn, timeout)
+        return await self._acall("gets", index, fn, timeout)
 
     async def get_many(self, keys: Iterable[str | bytes], *,
                        timeout: float | None = None) -> dict[str | bytes, bytes]:
@@ -231,10 +205,10 @@ class AsyncMemcache(MemcacheBase):
             raw, index = self._key(key)
             groups.setdefault(index, {})[raw] = key
         results = await asyncio.gather(
-            *(self._call(op, i, make(g), timeout) for i, g in groups.items()),
+            *(self._acall(op, i, make(g), timeout) for i, g in groups.items()),
             return_exceptions=True,
         )
-        first: BaseException | None = None
+        first: ResilienceError | None = None
         failed: list[str | bytes] = []
         for group, result in zip(groups.values(), results, strict=True):
             if isinstance(result, BaseException):
@@ -245,8 +219,8 @@ class AsyncMemcache(MemcacheBase):
             else:
                 merge(result)
         if first is not None:
-            first.partial = partial  # type: ignore[attr-defined]
-            first.failed_keys = failed  # type: ignore[attr-defined]
+            first.partial = partial
+            first.failed_keys = tuple(failed)
             raise first
 
     async def _store(self, verb: bytes, op: str, key: str | bytes, value: str | bytes,
@@ -265,7 +239,7 @@ class AsyncMemcache(MemcacheBase):
                 return False if reply == b"EXISTS" else None
             raise ProtocolError(f"unexpected reply to {op}: {reply[:40]!r}")
 
-        return await self._call(op, index, fn, timeout)
+        return await self._acall(op, index, fn, timeout)
 
     async def set(self, key: str | bytes, value: str | bytes, expire: int = 0, *,
                   timeout: float | None = None) -> bool:
@@ -302,7 +276,7 @@ class AsyncMemcache(MemcacheBase):
                 return int(reply)
             raise ProtocolError(f"unexpected reply to {op}: {reply[:40]!r}")
 
-        return await self._call(op, index, fn, timeout)
+        return await self._acall(op, index, fn, timeout)
 
     async def delete(self, key: str | bytes, *, timeout: float | None = None) -> bool:
         """Delete ``key``: True if it existed."""
@@ -328,8 +302,3 @@ class AsyncMemcache(MemcacheBase):
         result: int | None = await self._simple(
             "decr", key, b"decr {key} %d" % int(value), {b"NOT_FOUND": None}, timeout, True)
         return result
-
-
-def _close_pools(pools: tuple[ConnPool, ...]) -> None:
-    for pool in pools:
-        pool.close()

@@ -66,7 +66,7 @@ def _fan_out(
                 if first is None:
                     first = err
     if first is not None and not fail_open:
-        first.failed_keys = failed  # type: ignore[attr-defined]
+        first.failed_keys = tuple(failed)
         raise first
     return failed
 
@@ -87,7 +87,7 @@ def get_many(cache: Memcache, keys: Iterable[K], *, timeout: float | None = None
         _fan_out(cache, "get_many", _groups(cache, keys), lambda c, g: c.get_many(g),
                  found.update, timeout, cache.options.fail_open)
     except ResilienceError as err:
-        err.partial = found  # type: ignore[attr-defined]
+        err.partial = found
         raise
     return found
 
@@ -100,7 +100,7 @@ def gets_many(cache: Memcache, keys: Iterable[K], *,
         _fan_out(cache, "gets_many", _groups(cache, keys), lambda c, g: c.gets_many(g),
                  found.update, timeout, cache.options.fail_open)
     except ResilienceError as err:
-        err.partial = found  # type: ignore[attr-defined]
+        err.partial = found
         raise
     return found
 
@@ -122,7 +122,7 @@ def set_many(cache: Memcache, values: Mapping[K, Any], expire: int = 0, *,
     try:
         _fan_out(cache, "set_many", groups, store, not_stored.extend, timeout, False)
     except ResilienceError as err:
-        err.partial = not_stored  # type: ignore[attr-defined]
+        err.partial = not_stored
         raise
     return not_stored
 

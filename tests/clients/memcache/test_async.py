@@ -63,7 +63,7 @@ async def test_illegal_key_raises_value_error_before_any_io(make_async: MakeAsyn
     for bad in ("with space", "x" * 251, ""):
         with pytest.raises(ValueError):
             await cache.get(bad)
-    assert cache._pools.peek() is None  # nothing was even built
+    assert cache._driver.peek() is None  # nothing was even built
 
 
 async def test_frozen_node_call_ends_at_its_deadline_without_blocking_the_loop(
@@ -169,13 +169,13 @@ async def test_one_frozen_node_of_three_leaves_the_others_serving(
         with pytest.raises(ResilienceError) as info:
             await cache.get_many(keys)
         assert time.monotonic() - start < 0.1 + 0.25  # nodes asked concurrently
-        assert set(info.value.partial) == set(good)  # type: ignore[attr-defined]
+        assert set(info.value.partial) == set(good)
         for k in good:
             assert await cache.get(k) == b"v"
         with pytest.raises(ResilienceError) as info:
             await cache.set_many({k: b"w" for k in keys})
-        assert info.value.partial == []  # type: ignore[attr-defined]  # the others stored all
-        assert set(info.value.failed_keys) == set(keys) - set(good)  # type: ignore[attr-defined]
+        assert info.value.partial == []  # the others stored all
+        assert set(info.value.failed_keys) == set(keys) - set(good)
     finally:
         frozen.thaw()
 
@@ -198,7 +198,7 @@ async def test_no_task_or_connection_leaks_over_200_faulted_calls(
     await asyncio.sleep(0.05)  # aborted transports finish closing on the next loop turns
     assert len(asyncio.all_tasks()) <= tasks
     assert open_fds() <= fds + 1
-    assert cache._pools.get()[0].open_count <= cache.options.pool_size
+    assert cache._driver.get()[0].open_count <= cache.options.pool_size
 
 
 async def test_multi_key_writes_span_the_nodes(memcached_cluster: Any,

@@ -88,8 +88,8 @@ def test_get_many_with_a_frozen_node_returns_partial_results_within_the_deadline
         with pytest.raises(BackendError) as info:
             cache.get_many(KEYS)
         assert time.monotonic() - start < 0.1 + 0.25
-        assert set(info.value.partial) == good  # type: ignore[attr-defined]
-        assert set(info.value.failed_keys) == set(groups[frozen.address])  # type: ignore[attr-defined]
+        assert set(info.value.partial) == good
+        assert set(info.value.failed_keys) == set(groups[frozen.address])
     finally:
         frozen.thaw()
 

@@ -258,7 +258,7 @@ def test_no_thread_or_socket_leaks_over_200_faulted_calls(
     time.sleep(0.1)  # let the proxy close its side of the reset connections
     assert thread_count() <= threads
     assert open_fds() <= fds + 2  # the proxy's listening socket may be re-created
-    node = cache._nodes.get()[0]
+    node = cache._driver.get()[0]
     assert node.open_count <= node.size
 
 

@@ -147,12 +147,12 @@ def test_child_process_after_fork_uses_its_own_connections(memcached: Any,
                                                            make_cache: Make) -> None:
     cache = make_cache([memcached.address])
     cache.set("k", b"parent")
-    parent_pool = cache._nodes.get()
+    parent_pool = cache._driver.get()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            ok = cache._nodes.get() is not parent_pool and cache.get("k") == b"parent"
+            ok = cache._driver.get() is not parent_pool and cache.get("k") == b"parent"
             ok = ok and cache.set("k", b"child") is True
         except BaseException:
             ok = False
@@ -163,7 +163,7 @@ def test_child_process_after_fork_uses_its_own_connections(memcached: Any,
     os.waitpid(pid, 0)
     os.close(r)
     assert answer == b"1"
-    assert cache._nodes.get() is parent_pool
+    assert cache._driver.get() is parent_pool
     assert cache.get("k") == b"child"  # the parent's own connection still works
 
 
