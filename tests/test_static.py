@@ -115,7 +115,7 @@ def test_relative_links_in_readme_and_docs_resolve() -> None:
 
 def _imports(path: pathlib.Path) -> set[str]:
     """Every ``resilience.*`` module ``path`` imports, at any depth (lazy imports too)."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
