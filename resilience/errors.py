@@ -161,9 +161,10 @@ def _fast_error(cls: type[_E], service: str, endpoint: str, operation: str, elap
     """Build ``cls`` without running ``__init__``: the pipeline's rejection hot path.
 
     Half the cost of the keyword constructor (an open breaker rejects every call, and
-    contract 2 wants that to cost microseconds). The result is the same as
-    ``cls(service=..., endpoint=..., operation=..., elapsed=...)`` with the class's
-    default detail; the caller may set further attributes (``retry_after``).
+    docs/architecture.md#rejections-do-no-io wants that to cost microseconds). The
+    result is the same as ``cls(service=..., endpoint=..., operation=..., elapsed=...)``
+    with the class's default detail; the caller may set further attributes
+    (``retry_after``).
     """
     err = cls.__new__(cls)  # not _new: the TimeoutError subclasses need OSError.__new__
     err.__dict__ = {

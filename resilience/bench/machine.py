@@ -1,7 +1,7 @@
 """What a benchmark says about the machine it ran on, shared by every benchmark.
 
 A microsecond figure means little without the CPU, the versions and the load it was
-measured under (CONVENTIONS 14), so each report opens with them.
+measured under, so each report opens with them.
 """
 
 from __future__ import annotations

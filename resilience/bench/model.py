@@ -44,7 +44,7 @@ class FaultRow:
 
     Attributes:
         datastore: ``memcached``.
-        fault: a fault id of DESIGN.md (``established-blackhole``).
+        fault: a fault id of docs/architecture.md#fault-modes (``established-blackhole``).
         subject: ``raw-default``, ``raw-tuned`` or ``wrapper``.
         stats: time to outcome of every call made (hangs count as the cap).
         outcomes: outcome name -> count (``BackendTimeoutError``, ``ok``, ``hang``...).

@@ -61,11 +61,12 @@ def markdown(result: RunResult) -> str:
     lines = [
         "# Failure latency",
         "",
-        "Time from each call to its outcome under each fault mode of DESIGN.md: raw "
-        "driver with its defaults, raw driver with its best timeout settings (the same "
-        "budget as the wrapper), and the resilience wrapper. A call still blocked at the "
-        "cap is abandoned and shown as `hang >= cap`. *open breaker* is the mean cost of "
-        "a call once the wrapper's breaker has opened.",
+        "Time from each call to its outcome under each fault mode of "
+        "`docs/architecture.md#fault-modes`: raw driver with its defaults, raw driver "
+        "with its best timeout settings (the same budget as the wrapper), and the "
+        "resilience wrapper. A call still blocked at the cap is abandoned and shown as "
+        "`hang >= cap`. *open breaker* is the mean cost of a call once the wrapper's "
+        "breaker has opened.",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()),
         "",

@@ -1,4 +1,7 @@
-"""Fault scenarios of the benchmark, in DESIGN.md's vocabulary, for any TCP datastore.
+"""Fault scenarios of the benchmark, for any TCP datastore.
+
+The ids are the fault modes of docs/architecture.md#fault-modes (``latency`` and
+``node-loss`` are split in two).
 
 A scenario opens a *site*: an address the subjects connect to, with ``inject()`` and
 ``clear()`` to turn its fault on and off, and ``close()`` to tear it down. The runner

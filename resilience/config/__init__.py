@@ -6,7 +6,7 @@ carries its environment key and its documentation in ``field(metadata=...)``: th
 is the one place the option table lives (docs/configuration.md is generated from it by
 :func:`option_table_markdown` and a test keeps the two equal).
 
-Environment variables (contract 10 of DESIGN.md)::
+Environment variables (docs/architecture.md#env-config)::
 
     RESILIENCE_<CLIENT>_<KEY>            for example RESILIENCE_MEMCACHE_TIMEOUT_MS=50
     RESILIENCE_<CLIENT>_<NAME>_<KEY>     a named instance: RESILIENCE_MEMCACHE_SESSIONS_TIMEOUT_MS
@@ -99,7 +99,7 @@ def check_host_port(item: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class BreakerOptions:
-    """Circuit breaker per endpoint (contract 5)."""
+    """Circuit breaker per endpoint (docs/architecture.md#per-endpoint-breakers)."""
 
     enabled: bool = option(True, "ENABLED", "bool", "turn the breaker off entirely")
     window: Literal["count", "time"] = option(
@@ -146,7 +146,7 @@ class BreakerOptions:
 
 @dataclass(frozen=True, slots=True)
 class RetryOptions:
-    """Retries of idempotent operations on transient errors (contract 6)."""
+    """Retries of idempotent operations on transient errors (docs/architecture.md#safe-retries)."""
 
     attempts: int = option(2, "ATTEMPTS", "int", "total attempts; 1 turns retry off", min=1)
     backoff: float = option(

@@ -1,4 +1,6 @@
-"""Circuit breaker per endpoint: a small I/O-free state machine (contract 5).
+"""Circuit breaker per endpoint: a small I/O-free state machine.
+
+Contract: docs/architecture.md#per-endpoint-breakers.
 
 Theory of operation
 -------------------

@@ -1,4 +1,6 @@
-"""Events: what the pipeline and the breakers tell observers (contract 11).
+"""Events: what the pipeline and the breakers tell observers.
+
+Contract: docs/architecture.md#observability.
 
 Kinds (`Event.kind`):
 

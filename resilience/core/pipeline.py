@@ -1,6 +1,6 @@
 """The pipeline: the one place where a guarded call is performed (sync `call`, async `acall`).
 
-Order of DESIGN.md "What a call does"::
+The order of docs/architecture.md#what-a-call-does::
 
     1 deadline   min(timeout, ambient deadline); spent -> DeadlineExceededError, no I/O
     2 bulkhead   no permit within min(max_wait, remaining) -> BulkheadFullError, no I/O

@@ -1,4 +1,4 @@
-"""Configuration from the environment (DESIGN.md contract 10): resolve(), keys, errors."""
+"""Configuration from the environment (docs/architecture.md#env-config): resolve(), keys, errors."""
 
 from __future__ import annotations
 
