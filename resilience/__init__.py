@@ -24,6 +24,7 @@ from resilience.errors import (
     CircuitOpenError,
     ConfigError,
     DeadlineExceededError,
+    MissingDriverError,
     RejectedError,
     ResilienceError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "DeadlineExceededError",
+    "MissingDriverError",
     "Event",
     "EventBus",
     "Fallback",

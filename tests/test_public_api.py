@@ -28,6 +28,7 @@ PUBLIC = [
     "EventBus",
     "Fallback",
     "LoggingListener",
+    "MissingDriverError",
     "Policy",
     "RejectedError",
     "ResilienceError",

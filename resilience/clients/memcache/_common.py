@@ -49,7 +49,7 @@ IDEMPOTENT: IdempotencyTable = idempotency_table({
     "prepend": False,     # prepends twice
     "flush_all": True,
 })
-"""Which operations a retry may repeat (contract 6)."""
+"""Which operations a retry may repeat (docs/architecture.md#safe-retries)."""
 
 READS = frozenset({"get", "gets", "get_many", "gets_many"})
 """Operations that return a miss instead of failing when ``fail_open`` is set."""

@@ -21,8 +21,8 @@ Every socket operation of a call is bounded by the call's remaining budget: the 
 by ``min(connect_timeout, remaining)``, each send and receive by what remains of the
 deadline (not per read: a slowly dripping reply cannot run on).
 
-Errors (contract 7), mapped most specific first, the driver's exception as
-``__cause__``: a socket timeout -> BackendTimeoutError; refused, reset, closed
+Errors (docs/architecture.md#one-error-tree), mapped most specific first, the driver's
+exception as ``__cause__``: a socket timeout -> BackendTimeoutError; refused, reset, closed
 connection, other socket errors -> BackendUnavailableError; a reply that is not the
 protocol -> BackendProtocolError; ``SERVER_ERROR`` -> BackendError. An illegal key or
 value (``MemcacheIllegalInputError``: too long, spaces, not bytes) is the caller's bug:

@@ -1,4 +1,4 @@
-"""The memcached wrapper under every fault mode of DESIGN.md, against real memcached.
+"""The memcached wrapper under every fault mode (docs/architecture.md#fault-modes), real memcached.
 
 Each fault: every call ends within its deadline plus a loose margin (the raw driver
 hangs for minutes under most of them), the node's breaker opens, and once the fault is
