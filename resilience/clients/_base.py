@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -49,6 +50,7 @@ from resilience.errors import BackendUnavailableError, MissingDriverError, Resil
 
 __all__ = ["ClientBase"]
 
+_monotonic = time.monotonic
 D = TypeVar("D")  # the driver: whatever _build_driver returns
 T = TypeVar("T")
 
@@ -140,7 +142,11 @@ class ClientBase(Generic[D]):
         # driver, inside its deadline), yet a missing extra is a clear error now rather
         # than a ModuleNotFoundError from deep inside the first call.
         for module in cls.driver_modules:
-            if importlib.util.find_spec(module) is None:
+            try:
+                spec = importlib.util.find_spec(module)
+            except (ImportError, ValueError):  # ValueError: sys.modules[module] is None
+                spec = None
+            if spec is None:
                 raise MissingDriverError(
                     f"{cls.service}: the driver {module} is not installed: "
                     f"pip install 'resilience[{cls.extra or cls.service}]'",
@@ -244,7 +250,12 @@ class ClientBase(Generic[D]):
 
         def attempt(remaining: float) -> T:
             try:
-                return run(lazy.get(), index, fn, remaining)
+                driver = lazy.peek()
+                if driver is None:  # first use in this process: built inside the budget
+                    began = _monotonic()
+                    driver = lazy.get()
+                    remaining -= _monotonic() - began
+                return run(driver, index, fn, remaining)
             except Exception as exc:
                 raise self._failure(exc, op, index)  # noqa: B904 (cause set there)
 
@@ -264,7 +275,12 @@ class ClientBase(Generic[D]):
 
         async def attempt(remaining: float) -> T:
             try:
-                return await run(lazy.get(), index, fn, remaining)
+                driver = lazy.peek()
+                if driver is None:  # first use in this process: built inside the budget
+                    began = _monotonic()
+                    driver = lazy.get()
+                    remaining -= _monotonic() - began
+                return await run(driver, index, fn, remaining)
             except Exception as exc:
                 raise self._failure(exc, op, index)  # noqa: B904 (cause set there)
 

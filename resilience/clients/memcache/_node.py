@@ -15,7 +15,9 @@ a call costs one clock read and one comparison per ``recv``, not a ``settimeout`
 syscall.
 
 Connecting happens before the driver method runs, with ``min(connect_timeout,
-remaining)``; pymemcache then finds the socket connected.
+remaining)`` read when pymemcache arms the socket (after its ``getaddrinfo``, which can
+take milliseconds on a process's first connect); pymemcache then finds the socket
+connected.
 
 A client whose call raised anything is closed and dropped, never returned to the pool:
 after a timeout its stream may still deliver the old reply, which the next call would
@@ -130,6 +132,30 @@ def _socket_module() -> types.ModuleType:
 SOCKET_MODULE = _socket_module()
 
 
+class _Client(Client):  # type: ignore[misc]  # pymemcache has no type hints
+    """pymemcache's ``Client`` whose connect timeout is what remains of a deadline.
+
+    pymemcache reads ``connect_timeout`` when it arms the new socket, after resolving
+    the address: reading the remaining budget only then keeps the connect inside the
+    call's deadline even when that resolution was slow.
+    """
+
+    connect_deadline = _INF
+    _connect_cap: float | None = None
+
+    @property
+    def connect_timeout(self) -> float | None:
+        cap, deadline = self._connect_cap, self.connect_deadline
+        if deadline == _INF:
+            return cap
+        remaining = max(deadline - _monotonic(), 1e-6)  # 0 would mean non-blocking
+        return remaining if cap is None or remaining < cap else cap
+
+    @connect_timeout.setter
+    def connect_timeout(self, value: float | None) -> None:
+        self._connect_cap = value
+
+
 class NodePool:
     """Idle pymemcache clients of one node, checked out one per call.
 
@@ -170,7 +196,7 @@ class NodePool:
         return client
 
     def _connect(self, deadline: float, connect_timeout: float) -> Client:
-        client = Client(
+        client = _Client(
             self._server,
             connect_timeout=connect_timeout,
             timeout=connect_timeout,
@@ -182,7 +208,7 @@ class NodePool:
         remaining = deadline - _monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline reached before connecting")
-        client.connect_timeout = min(connect_timeout, remaining)
+        client.connect_deadline = deadline
         client.timeout = remaining
         try:
             client._connect()
