@@ -1,6 +1,6 @@
 """What the sync and asyncio memcached wrappers share: options, ring, breakers, operations.
 
-Everything here is I/O-free and driver-free: resolving the options, the ketama ring, a
+Everything here is I/O-free and driver-free: resolving the options, the ring (placement), a
 breaker per node (from a registry keyed ``host:port``), one retry policy for the whole
 dependency, one bulkhead per node, and the precomputed pipeline
 :class:`~resilience.core.pipeline.Operation` of every operation on every node.
@@ -13,7 +13,7 @@ from typing import Any
 
 from resilience.clients._base import IdempotencyTable, idempotency_table
 from resilience.clients.memcache._options import MemcacheOptions
-from resilience.clients.memcache._ring import HashRing
+from resilience.clients.memcache._ring import make_ring
 from resilience.core.breaker import BreakerRegistry, CircuitBreaker
 from resilience.core.bulkhead import make_bulkhead
 from resilience.core.clock import SYSTEM_CLOCK, Clock
@@ -101,7 +101,9 @@ class MemcacheBase:
         self.options = opts
         self._endpoints = tuple(opts.servers)
         self._addresses = tuple(_parse_server(s) for s in self._endpoints)
-        self._ring = HashRing(self._endpoints) if len(self._endpoints) > 1 else None
+        self._ring = (
+            make_ring(opts.placement, self._endpoints) if len(self._endpoints) > 1 else None
+        )
         self._key_prefix = key_prefix
         self._clock = clock
         self.events = events if events is not None else EventBus()
