@@ -10,7 +10,7 @@
 It speaks the memcached text protocol itself on asyncio streams (``_aio``):
 running pymemcache in a thread pool would block a thread per call and could not be
 cancelled. Everything else is shared with :class:`~resilience.clients.memcache.Memcache`
-(``_common``): options and environment, the ketama ring, a breaker per node,
+(``_common``): options and environment, key placement, a breaker per node,
 retry policy, bulkheads, fail-open reads, events. Each attempt runs inside
 ``asyncio.timeout(remaining)`` (the connect also within ``connect_timeout``); a
 connection whose request did not complete is closed, never reused.

@@ -2,8 +2,9 @@
 
 The base (:mod:`resilience.clients._base`) gives options, a breaker and a bulkhead per
 node, retries, the lazy driver and error mapping; this adds memcached's own parts, all
-I/O-free and driver-free: the idempotency table, the ``servers`` argument, the ketama
-ring that maps a key to its node, and fail-open reads.
+I/O-free and driver-free: the idempotency table, the ``servers`` argument, the ring
+that places a key on its node (libmemcached's ketama, or pymemcache's rendezvous), and
+fail-open reads.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 from resilience.clients._base import ClientBase
 from resilience.clients._errormap import IdempotencyTable, idempotency_table
 from resilience.clients.memcache._options import MemcacheOptions
-from resilience.clients.memcache._ring import HashRing
+from resilience.clients.memcache._ring import make_ring
 from resilience.core.breaker import BreakerRegistry
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.events import EventBus
@@ -94,7 +95,7 @@ class MemcacheBase(ClientBase[D]):
                             **options})
         self._key_prefix = key_prefix.encode() if isinstance(key_prefix, str) else key_prefix
         self._addresses = tuple(_parse_server(s) for s in opts.servers)
-        self._ring = HashRing(opts.servers) if len(opts.servers) > 1 else None
+        self._ring = make_ring(opts.placement, opts.servers) if len(opts.servers) > 1 else None
         super().__init__(opts.servers, opts, events=events, breakers=breakers, clock=clock)
 
     def node_for(self, key: str | bytes) -> str:

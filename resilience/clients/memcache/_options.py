@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from resilience.config import (
     BreakerOptions,
@@ -37,6 +38,11 @@ class MemcacheOptions(ClientOptions):
     fail_open: bool = option(
         False, "FAIL_OPEN", "bool", "a failing read returns a miss (still counted as a failure)",
         client_only=True,
+    )
+    placement: Literal["ketama", "pymemcache"] = option(
+        "ketama", "PLACEMENT", "choice",
+        "key to node: ketama as libmemcached (PHP OPT_LIBKETAMA_COMPATIBLE), or as "
+        "pymemcache HashClient", choices=("ketama", "pymemcache"), client_only=True,
     )
     pool_size: int = option(
         16, "POOL_SIZE", "int", "connections kept per node", min=1, client_only=True

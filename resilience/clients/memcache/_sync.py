@@ -6,7 +6,8 @@
     cache.set("user:1", b"...")          # acknowledged write (noreply=False)
     cache.get("user:1")                   # bytes or None; never hangs past 50 ms
 
-One node or many. Keys map to nodes on a ketama ring (:mod:`._ring`), each node
+One node or many. Keys map to nodes as libmemcached's ketama places them (or, with
+``placement="pymemcache"``, as pymemcache's HashClient does; :mod:`._ring`); each node
 has its own circuit breaker (keyed ``host:port`` in the breaker registry) and its own pool
 of pymemcache ``base.Client`` objects (:mod:`._node`). A failing or hanging node
 opens its breaker after a few calls; from then on its keys fail fast with
@@ -104,7 +105,7 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
             socket timeouts always use the real monotonic clock.
         **options: any :class:`~resilience.config.MemcacheOptions` field by its flat
             name (``timeout``, ``connect_timeout``, ``fail_open``, ``pool_size``,
-            ``breaker_failure_rate``, ``retry_attempts``...), durations in seconds.
+            ``placement``, ``breaker_failure_rate``, ``retry_attempts``...), durations in seconds.
 
     Raises:
         ConfigError: a bad argument or variable, named in the message.
