@@ -32,6 +32,7 @@ import sys
 import time
 import timeit
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import circuitbreaker
@@ -39,6 +40,7 @@ import pybreaker
 import tenacity
 
 from resilience import CircuitOpenError, Policy
+from resilience.bench.docgen import refresh_after_run
 from resilience.bench.machine import cpu_model, package_versions
 from resilience.config import BreakerOptions, RetryOptions
 from resilience.core.breaker import CircuitBreaker
@@ -340,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table)
+    if args.json and not args.quick:  # the committed file: refresh README and docs
+        for doc in refresh_after_run(Path(args.json)):
+            print(f"regenerated {doc}")
     return 0
 
 

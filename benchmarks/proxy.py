@@ -28,8 +28,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from resilience.bench.docgen import refresh_after_run
 from resilience.bench.machine import cpu_model
 from resilience.faults.proxy import FaultProxy
 
@@ -208,6 +210,9 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+        if not args.quick:  # the committed file: refresh README and docs
+            for doc in refresh_after_run(Path(args.json)):
+                print(f"regenerated {doc}")
     return 0
 
 

@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"resilience bench: {exc}", file=sys.stderr)
         return 2
     print(table(result))
-    for path in write_all(result, output_dir(args)):
+    out = output_dir(args)
+    for path in write_all(result, out):
         print(f"wrote {path}")
+    if not args.quick:  # a full run into the committed folder refreshes README and docs
+        from resilience.bench.docgen import refresh_after_run
+
+        for doc in refresh_after_run(out / "results.json"):
+            print(f"regenerated {doc}")
     return 0
