@@ -95,6 +95,7 @@ def call(
             return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
     # breaker.acquire(now), one frame shorter: the permit of CLOSED (lock-free), else
     # the state machine's slow path (also lock-free when it rejects). Never raises.
+    # A written contract with the (final) breaker class: see resilience.core.breaker.
     permit = breaker._fast_permit or breaker._acquire_slow(now)
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
@@ -123,7 +124,7 @@ def call(
             end = monotonic()
             if op.is_failure_result is None and not op.events.listeners:
                 # breaker.on_success's hot path without its frame: a fast success in
-                # CLOSED is one lock-free window update.
+                # CLOSED is one lock-free window update (the same contract).
                 if type(permit) is ClosedPermit and end - now < permit.slow_after:
                     permit.window.add_ok(end)
                 else:
@@ -173,6 +174,7 @@ async def acall(
             return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
     # breaker.acquire(now), one frame shorter: the permit of CLOSED (lock-free), else
     # the state machine's slow path (also lock-free when it rejects). Never raises.
+    # A written contract with the (final) breaker class: see resilience.core.breaker.
     permit = breaker._fast_permit or breaker._acquire_slow(now)
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
@@ -199,7 +201,7 @@ async def acall(
             end = monotonic()
             if op.is_failure_result is None and not op.events.listeners:
                 # breaker.on_success's hot path without its frame: a fast success in
-                # CLOSED is one lock-free window update.
+                # CLOSED is one lock-free window update (the same contract).
                 if type(permit) is ClosedPermit and end - now < permit.slow_after:
                     permit.window.add_ok(end)
                 else:
