@@ -176,15 +176,22 @@ def _is_failure(op: Operation, exc: BaseException) -> bool:
     return op.is_failure is None or op.is_failure(exc)
 
 
-def _permit(op: Operation, breaker: CircuitBreaker, at: float, start: float) -> object:
-    # Steps 1 and 3 again before a retry; raising ends the retries (rejections never retry).
+def _permit(op: Operation, breaker: CircuitBreaker, at: float, start: float) -> object | None:
+    # Steps 1 and 3 again before a retry. None: refused, no I/O. The refusal ends the
+    # retries, but it is not the call's outcome: an attempt already did I/O, and its
+    # failure is what the caller gets (a CircuitOpenError promises that no I/O was
+    # attempted). The refusal still shows as a `rejected` event of that retry.
     now = op.clock.monotonic()
     if now >= at:
-        raise _rejection(op, breaker, DeadlineExceededError, start, now)
-    permit = breaker.acquire(now)
-    if permit is None:
-        raise _rejection(op, breaker, CircuitOpenError, start, now)
-    return permit
+        kind: type[RejectedError] = DeadlineExceededError
+    else:
+        permit = breaker.acquire(now)
+        if permit is not None:
+            return permit
+        kind = CircuitOpenError
+    if op.events.listeners:
+        _rejection(op, breaker, kind, start, now)
+    return None
 
 
 _REASONS: dict[type[RejectedError], str] = {

@@ -7,8 +7,10 @@ The order of docs/architecture.md#what-a-call-does::
     3 breaker    open -> CircuitOpenError(retry_after), no I/O
     4 attempt    attempt(remaining seconds); the ambient deadline is set for nested calls
     5 record     outcome into the breaker (its slow-call rule sees the duration)
-    6 retry      idempotent + transient + attempts left + fits the deadline + budget:
-                 jittered backoff (tenacity decides, this loop sleeps), back to 3
+    6 retry      idempotent + transient + attempts left + fits the deadline + breaker
+                 not open past the backoff + budget: jittered backoff (tenacity
+                 decides, this loop sleeps), back to 1 and 3; a retry refused there
+                 ends the retries with the last attempt's error
     7 fallback   the operation's, if any; otherwise raise
 
 What counts as a failure: a `BackendError` (what wrappers raise), and any other
@@ -18,8 +20,10 @@ no fallback). A `ResilienceError` other than a `BackendError` raised inside an a
 (a nested call's rejection) passes through and records nothing. ``op.is_failure_result``
 may count a returned value as a failure (recorded, still returned). Cancellation
 (``asyncio.CancelledError``, ``KeyboardInterrupt``) releases the breaker permit and the
-bulkhead and records nothing. Errors leaving the pipeline carry service, endpoint,
-operation and elapsed. No lock is held across an attempt; time comes from ``op.clock``.
+bulkhead and records nothing. A `RejectedError` reaches the caller only when no
+attempt was made: once one did I/O, its failure is the outcome. Errors leaving the
+pipeline carry service, endpoint, operation and elapsed. No lock is held across an
+attempt; time comes from ``op.clock``.
 
 The sync and async loops are twins kept side by side; everything without I/O is in
 :mod:`resilience.core.operation`, so each loop stays a screenful.
@@ -91,6 +95,7 @@ def call(
             return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
     # breaker.acquire(now), one frame shorter: the permit of CLOSED (lock-free), else
     # the state machine's slow path (also lock-free when it rejects). Never raises.
+    # A written contract with the (final) breaker class: see resilience.core.breaker.
     permit = breaker._fast_permit or breaker._acquire_slow(now)
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
@@ -119,7 +124,7 @@ def call(
             end = monotonic()
             if op.is_failure_result is None and not op.events.listeners:
                 # breaker.on_success's hot path without its frame: a fast success in
-                # CLOSED is one lock-free window update.
+                # CLOSED is one lock-free window update (the same contract).
                 if type(permit) is ClosedPermit and end - now < permit.slow_after:
                     permit.window.add_ok(end)
                 else:
@@ -169,6 +174,7 @@ async def acall(
             return cast(T, _reject(op, breaker, DeadlineExceededError, start, now))
     # breaker.acquire(now), one frame shorter: the permit of CLOSED (lock-free), else
     # the state machine's slow path (also lock-free when it rejects). Never raises.
+    # A written contract with the (final) breaker class: see resilience.core.breaker.
     permit = breaker._fast_permit or breaker._acquire_slow(now)
     if permit is None:
         # An open breaker rejects every call of a dead dependency: raised right here,
@@ -195,7 +201,7 @@ async def acall(
             end = monotonic()
             if op.is_failure_result is None and not op.events.listeners:
                 # breaker.on_success's hot path without its frame: a fast success in
-                # CLOSED is one lock-free window update.
+                # CLOSED is one lock-free window update (the same contract).
                 if type(permit) is ClosedPermit and end - now < permit.slow_after:
                     permit.window.add_ok(end)
                 else:
@@ -227,7 +233,7 @@ def _retry(
     # Step 6: tenacity decides (retry? wait? stop?), this loop sleeps and attempts.
     import tenacity  # first retry only: keeps import resilience light
 
-    engine = retry.retrying(op.clock, at, at - start)
+    engine = retry.retrying(op.clock, at, at - start, breaker.retry_after)
     state = first_outcome(engine, error)
     while True:
         try:
@@ -238,11 +244,14 @@ def _retry(
             _retrying(op, breaker, state, float(do), start)
             op.clock.sleep(do)
         elif isinstance(do, tenacity.DoAttempt):
+            permit = _permit(op, breaker, at, start)
+            if permit is None:  # refused, no I/O: the last real failure is the outcome
+                return cast(T, _give_up(op, error))
             try:
-                permit = _permit(op, breaker, at, start)
                 now = op.clock.monotonic()
                 state.set_result(_attempt(op, breaker, permit, attempt, at, start, now))
             except Exception as exc:
+                error = exc
                 state.set_exception((type(exc), exc, exc.__traceback__))
         else:
             return cast(T, do)
@@ -259,7 +268,7 @@ async def _aretry(
 ) -> T:
     import tenacity
 
-    engine = retry.retrying(op.clock, at, at - start)
+    engine = retry.retrying(op.clock, at, at - start, breaker.retry_after)
     state = first_outcome(engine, error)
     while True:
         try:
@@ -270,11 +279,14 @@ async def _aretry(
             _retrying(op, breaker, state, float(do), start)
             await op.clock.asleep(do)
         elif isinstance(do, tenacity.DoAttempt):
+            permit = _permit(op, breaker, at, start)
+            if permit is None:  # refused, no I/O: the last real failure is the outcome
+                return cast(T, _give_up(op, error))
             try:
-                permit = _permit(op, breaker, at, start)
                 now = op.clock.monotonic()
                 state.set_result(await _aattempt(op, breaker, permit, attempt, at, start, now))
             except Exception as exc:
+                error = exc
                 state.set_exception((type(exc), exc, exc.__traceback__))
         else:
             return cast(T, do)

@@ -20,8 +20,10 @@ performs the sleeps and attempts. tenacity decides, in this order:
             time left after the sleep is below the minimum attempt time,
             ``min(1 ms, 10% of the operation's timeout)`` (so no sleep ever ends past
             the deadline, and no attempt starts that has no chance to finish); or when
-            the retry budget refuses a withdrawal (checked last, so a retry that would
-            not happen anyway spends nothing).
+            the breaker will still be open once the sleep is over (the failure just
+            recorded may have opened it: the caller gets that failure at once instead
+            of a sleep and a rejection); or when the retry budget refuses a withdrawal
+            (checked last, so a retry that would not happen anyway spends nothing).
 
 The retry budget (Finagle's ``RetryBudget``) is shared by every operation of one
 dependency: each call deposits one, each retry withdraws one, and retries are allowed
@@ -185,10 +187,18 @@ class RetryPolicy:
         cap = min(self.max_backoff, self.backoff * math.pow(2.0, retry_number - 1))
         return self.rng.uniform(0.0, cap)
 
-    def retrying(self, clock: Clock, at: float, op_timeout: float) -> tenacity.Retrying:
+    def retrying(
+        self,
+        clock: Clock,
+        at: float,
+        op_timeout: float,
+        retry_after: Callable[[float], float] | None = None,
+    ) -> tenacity.Retrying:
         """A tenacity engine for one call that must end by the instant ``at``.
 
         Its attempt numbers are ours: the pipeline feeds it the first attempt's outcome.
+        ``retry_after(now)`` (the breaker's) gives the seconds it will keep rejecting;
+        the engine stops rather than sleep into a rejection.
         """
         min_attempt = min(0.001, 0.1 * op_timeout)
         attempts = self.attempts
@@ -202,6 +212,8 @@ class RetryPolicy:
                 return True
             now = clock.monotonic()
             if at - now - state.upcoming_sleep < min_attempt:
+                return True
+            if retry_after is not None and retry_after(now) > state.upcoming_sleep:
                 return True
             return budget is not None and not budget.try_withdraw(now)
 

@@ -460,3 +460,11 @@ def test_bad_arguments_raise_errors_that_name_the_problem() -> None:
         b.add_listener(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="key"):
         BreakerRegistry(opts()).get(3)  # type: ignore[arg-type]
+
+
+def test_subclassing_is_refused_because_the_pipeline_inlines_the_fast_paths() -> None:
+    with pytest.raises(TypeError, match=r"cannot be subclassed.*inlines"):
+
+        class Mine(CircuitBreaker):  # type: ignore[misc]
+            def on_success(self, permit: object, now: float, duration: float) -> None:
+                pass

@@ -4,11 +4,18 @@ Hypothesis drives random sequences of acquire / success / failure / slow outcome
 release / time advance / manual actions on both; after every step the state, the
 admission decisions, the retry_after, the transitions heard by a listener and (while
 CLOSED) the window counts must agree.
+
+Calls also go through the real pipeline (`call` and `acall`, on a fake clock, with
+attempts that succeed or fail, fast or slow), with and without an event listener: the
+pipeline inlines the breaker's CLOSED fast paths unless someone listens (a contract
+written in resilience/core/breaker.py), so a change to the breaker that the inlined
+copy does not follow, or the reverse, makes the two sides disagree with the one model.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +25,10 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from resilience.config import BreakerOptions
 from resilience.core.breaker import BreakerState, CircuitBreaker
+from resilience.core.events import EventBus
+from resilience.core.pipeline import Operation, acall, call
+from resilience.errors import BackendUnavailableError, CircuitOpenError
+from resilience.testing.clock import FakeClock
 
 
 @dataclass
@@ -102,10 +113,20 @@ class Model:
             self.probes_out.discard(token[2])
 
 
+def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    # acall with no bulkhead, no retry and an attempt that never suspends completes on
+    # its first step: no event loop needed, so hypothesis can run thousands of them.
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("acall suspended")
+
+
 class BreakerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.now = 100.0
+        self.clock = FakeClock(100.0)
         self.calls: list[tuple[object, tuple[str, int, int]]] = []
         self.heard: list[tuple[str, str]] = []
 
@@ -129,6 +150,14 @@ class BreakerMachine(RuleBasedStateMachine):
         self.b = CircuitBreaker(o, name="m", rng=random.Random(seed))
         self.b.add_listener(lambda _b, old, new, _n: self.heard.append((old.value, new.value)))
         self.m = Model(o, random.Random(seed), interval=o.open_duration)
+        self.quiet = Operation("get", timeout=10.0, clock=self.clock)
+        observed = EventBus()
+        observed.add_listener(lambda _event: None)
+        self.observed = Operation("get", timeout=10.0, clock=self.clock, events=observed)
+
+    @property
+    def now(self) -> float:
+        return self.clock.monotonic()
 
     @rule()
     def acquire(self) -> None:
@@ -159,9 +188,47 @@ class BreakerMachine(RuleBasedStateMachine):
         self.b.release(permit)
         self.m.release(token)
 
+    @rule(
+        failed=st.booleans(),
+        slow=st.booleans(),
+        listened=st.booleans(),
+        asynchronous=st.booleans(),
+    )
+    def through_the_pipeline(
+        self, failed: bool, slow: bool, listened: bool, asynchronous: bool
+    ) -> None:
+        token = self.m.acquire(self.now)
+        ran: list[float] = []
+
+        def attempt(_remaining: float) -> str:
+            ran.append(self.now)
+            self.clock.advance(1.0 if slow else 0.0)  # exactly slow_call_duration is slow
+            if failed:
+                raise BackendUnavailableError("refused")
+            return "v"
+
+        async def aattempt(remaining: float) -> str:
+            return attempt(remaining)
+
+        op = self.observed if listened else self.quiet
+        try:
+            if asynchronous:
+                result = drive(acall(op, self.b, aattempt))
+            else:
+                result = call(op, self.b, attempt)
+        except CircuitOpenError:
+            assert token is None and not ran, (self.m.state, token)
+            return
+        except BackendUnavailableError:
+            assert failed
+        else:
+            assert not failed and result == "v"
+        assert token is not None and len(ran) == 1, (self.m.state, token)
+        self.m.outcome(token, self.now, failed, slow)
+
     @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 6.0]))
     def advance(self, dt: float) -> None:
-        self.now += dt
+        self.clock.advance(dt)
 
     @rule(action=st.sampled_from(["force_open", "force_closed", "disable", "reset"]))
     def manual(self, action: str) -> None:

@@ -212,13 +212,15 @@ def test_retry_budget_limits_a_storm(run: Runner) -> None:
     assert 100 < len(attempt.budgets) <= 110
 
 
-def test_a_rejection_during_retries_ends_them(run: Runner) -> None:
+def test_a_breaker_opened_by_the_failure_ends_the_retries_with_that_failure(
+    run: Runner,
+) -> None:
     clock = FakeClock()
     breaker = make_breaker(minimum_calls=1, window_size=1)
     attempt = Script(clock, BackendTimeoutError())
-    with pytest.raises(CircuitOpenError):
+    with pytest.raises(BackendTimeoutError):  # it did I/O: not a CircuitOpenError
         run.call(make_op(clock, idempotent=True, retry=retry()), breaker, attempt)
-    assert len(attempt.budgets) == 1
+    assert len(attempt.budgets) == 1 and clock.sleeps == []
 
 
 def test_fallback_value_replaces_a_rejection(run: Runner) -> None:
