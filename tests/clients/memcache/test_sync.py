@@ -167,13 +167,25 @@ def test_child_process_after_fork_uses_its_own_connections(memcached: Any,
     assert cache.get("k") == b"child"  # the parent's own connection still works
 
 
-def test_importing_the_wrapper_module_imports_no_driver() -> None:
+def test_importing_imports_no_driver_and_constructing_opens_no_socket_or_thread() -> None:
+    # Construction imports the driver (so its ~40 ms is not paid inside the first call's
+    # deadline) but connects nothing and starts nothing.
     import subprocess
     import sys
 
-    code = ("import sys, resilience.clients.memcache as m; "
-            "m.Memcache('127.0.0.1:1', environ={}); "
-            "print('pymemcache' in sys.modules)")
+    code = (
+        "import os, sys, threading, resilience.clients.memcache as m\n"
+        "print('pymemcache' in sys.modules)\n"
+        "m.Memcache('127.0.0.1:1', environ={})\n"
+        "links = []\n"
+        "for fd in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        links.append(os.readlink('/proc/self/fd/' + fd))\n"
+        "    except OSError:\n"
+        "        pass  # the listing's own descriptor, closed by now\n"
+        "sockets = sum(link.startswith('socket:') for link in links)\n"
+        "print('pymemcache' in sys.modules, threading.active_count(), sockets)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=30, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == ["False", "True", "1", "0"]
