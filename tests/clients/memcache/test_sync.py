@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from resilience.clients.memcache import IDEMPOTENT, Memcache
-from resilience.core.breaker import BreakerState
 from resilience.errors import BackendUnavailableError, ConfigError
 
 Make = Callable[..., Memcache]
@@ -62,17 +61,6 @@ def test_writes_are_acknowledged_not_fire_and_forget(memcached: Any, fault_proxy
     cache.set("warm", b"1")
     with proxy.toxic(Blackhole(direction="downstream")), pytest.raises(TimeoutError):
         cache.set("lost", b"1")  # pymemcache's noreply default would say True here
-
-
-def test_illegal_key_raises_value_error_and_does_not_count_against_the_node(
-        memcached: Any, make_cache: Make) -> None:
-    cache = make_cache([memcached.address])
-    for _ in range(10):
-        with pytest.raises(ValueError, match="whitespace"):
-            cache.get("bad key")
-    breaker = cache.breaker(memcached.address)
-    assert breaker.state(time.monotonic()) is BreakerState.CLOSED
-    assert cache.set("good", b"1") is True
 
 
 def test_options_come_from_environment_and_named_instance() -> None:
