@@ -15,7 +15,8 @@ Fixtures:
                          firewall faults: ``ns.firewall``); both go after the test.
 
 A server that is not installed skips the test, with the install command as the reason
-(so does ``@pytest.mark.servers("name", ...)`` on a test that starts servers itself).
+(so does ``@pytest.mark.servers("name", ...)`` on a test that starts servers itself);
+so does a missing Python driver, through ``require_driver(name, module)``.
 With ``RESILIENCE_REQUIRE_SERVERS`` set to ``1``/``all`` (CI), or to a comma-separated
 list of names, a missing required server fails the test instead. A server that is
 installed but cannot start always fails the test (with its log tail): a broken server
@@ -29,10 +30,12 @@ well), but tests that break servers on purpose should prefer ``fresh_server``,
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -47,6 +50,7 @@ __all__ = [
     "memcached_cluster",
     "nsq",
     "real_server",
+    "require_driver",
     "require_installed",
     "required_servers",
     "server_in_netns",
@@ -100,6 +104,22 @@ def require_installed(name: str) -> None:
         _unavailable(
             name, f"{name} is not installed; run: python -m resilience servers install {name}"
         )
+
+
+def require_driver(name: str, module: str) -> ModuleType:
+    """Import and return ``module``, the Python driver the tests of server ``name`` use.
+
+    Where it cannot be imported the calling test skips, or fails when
+    ``RESILIENCE_REQUIRE_SERVERS`` requires ``name``: a missing driver hides a server's
+    tests as surely as a missing server. Call it from a test or fixture (a module-level
+    ``pytest.importorskip`` would skip even when the server is required).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        _unavailable(name, f"{name}: the driver {module} cannot be imported ({exc}); "
+                           "run: pip install -e '.[dev]'")
+        raise  # not reached: _unavailable skips or fails
 
 
 def _start(name: str, topology: Topology, timeout: float) -> Topology:

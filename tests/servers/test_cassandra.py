@@ -3,7 +3,7 @@
 The tests that need the server share the session's node (``real_server("cassandra")``):
 one JVM per test session. The freeze test thaws it and the restart test leaves it
 running, on the same ports, so later users see a healthy node. They skip when Cassandra
-is not installed, unless ``RESILIENCE_REQUIRE_SERVERS`` names it.
+or cassandra-driver is not installed, unless ``RESILIENCE_REQUIRE_SERVERS`` names it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,11 +21,16 @@ import pytest
 from resilience.servers import cassandra
 from resilience.servers._base import Cluster, NotInstalledError, Server, ServerError
 from resilience.servers.cassandra._node import MAIN_CLASS
-from resilience.testing._server_fixtures import require_installed
+from resilience.testing._server_fixtures import require_driver, require_installed
 
 pytestmark = [pytest.mark.servers("cassandra"), pytest.mark.slow]
 
-driver = pytest.importorskip("cassandra.cluster", reason="cassandra-driver is not installed")
+
+@pytest.fixture(scope="module", autouse=True)
+def driver() -> ModuleType:
+    """cassandra.cluster; skips the module's tests without it, or fails them when
+    RESILIENCE_REQUIRE_SERVERS requires cassandra (an importorskip would always skip)."""
+    return require_driver("cassandra", "cassandra.cluster")
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +204,7 @@ def test_ring_nodes_see_each_other_on_one_address(two_nodes: cassandra.Cassandra
 
 
 def test_ring_survives_one_frozen_node_at_consistency_one(
-    two_nodes: cassandra.CassandraRing,
+    two_nodes: cassandra.CassandraRing, driver: ModuleType
 ) -> None:
     """With one of two replicas frozen, ONE still reads through the other node; ALL fails."""
     from cassandra import ConsistencyLevel, OperationTimedOut, ReadTimeout, Unavailable

@@ -17,7 +17,11 @@ import pytest
 from pymemcache.client.base import Client
 
 from resilience.servers._base import Cluster, Server
-from resilience.testing._server_fixtures import require_installed, required_servers
+from resilience.testing._server_fixtures import (
+    require_driver,
+    require_installed,
+    required_servers,
+)
 
 GHOST_MODULE = """
 from resilience.servers._base import ServerSpec
@@ -136,6 +140,25 @@ def test_required_servers_parsing() -> None:
     assert required_servers({"RESILIENCE_REQUIRE_SERVERS": " memcached, nsq "}) == {
         "memcached", "nsq"
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(("require", "outcome"), [
+    ("", "skip"), ("memcached", "skip"), ("cassandra", "fail"), ("memcached,cassandra", "fail"),
+    ("1", "fail"),
+])
+def test_missing_driver_skips_or_fails_when_its_server_is_required(
+    monkeypatch: pytest.MonkeyPatch, require: str, outcome: str
+) -> None:
+    """A driver that cannot be imported skips, unless RESILIENCE_REQUIRE_SERVERS names its
+    server (or is 1): then the test fails."""
+    monkeypatch.setenv("RESILIENCE_REQUIRE_SERVERS", require)
+    expected = pytest.skip.Exception if outcome == "skip" else pytest.fail.Exception
+    with pytest.raises(expected, match="no_such_driver_module"):
+        require_driver("cassandra", "no_such_driver_module")
+
+
+def test_require_driver_returns_the_module() -> None:
+    assert require_driver("memcached", "pymemcache.client.base").Client is Client
 
 
 def test_required_servers_rejects_unknown_names() -> None:

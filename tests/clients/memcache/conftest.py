@@ -1,15 +1,25 @@
-"""Fixtures of the client tests: wrappers bound to the harness's real servers."""
+"""Fixtures of the client tests: wrappers bound to the harness's real servers.
+
+``make_cache`` builds the sync :class:`Memcache`; ``make_client`` is parametrised over
+both wrappers (``sync`` and ``async``) behind one blocking interface, so a fault
+scenario is written once and runs against each.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
+import statistics
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from resilience.clients.memcache import Memcache
+from resilience.clients.memcache import AsyncMemcache, Memcache
+from resilience.errors import BackendError, ResilienceError
 
 # Fast-reacting settings for tests: a 100 ms budget, a breaker that judges after 4 calls
 # and reopens for 200 ms, so open -> half-open -> closed fits in a test. Slow calls are
@@ -28,6 +38,13 @@ FAST: dict[str, Any] = {
     "environ": {},
 }
 
+BUDGET = 0.1  # FAST["timeout"]
+# A faulted call must end by its deadline plus this. Tight enough that a retry given a
+# fresh budget (about 2 x BUDGET) fails, loose enough for scheduling noise; it is held
+# by the median of several calls, single calls only by MARGIN.
+SMALL = 0.03
+MARGIN = 0.25  # per call: a loaded 2-core machine can stall any one call
+
 
 @pytest.fixture
 def make_cache() -> Iterator[Callable[..., Memcache]]:
@@ -43,6 +60,102 @@ def make_cache() -> Iterator[Callable[..., Memcache]]:
     yield make
     for cache in made:
         cache.close()
+
+
+class Client:
+    """A Memcache or an AsyncMemcache behind one blocking interface.
+
+    Every public method of the wrapper is reachable as an attribute; for the async one
+    the coroutine is run to completion on the test's own event loop (so an ambient
+    ``resilience.deadline`` of the caller applies: the task copies the context).
+    """
+
+    def __init__(self, cache: Memcache | AsyncMemcache,
+                 loop: asyncio.AbstractEventLoop | None) -> None:
+        self.cache = cache
+        self.loop = loop
+        self.is_async = loop is not None
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.cache, name)
+        if not callable(attr):
+            return attr
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            if self.loop is not None and inspect.isawaitable(result):
+                return self.loop.run_until_complete(result)
+            return result
+
+        return run
+
+    def close(self) -> None:
+        if isinstance(self.cache, AsyncMemcache):
+            assert self.loop is not None
+            self.loop.run_until_complete(self.cache.aclose())
+        else:
+            self.cache.close()
+
+
+MakeClient = Callable[..., Client]
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_client(request: pytest.FixtureRequest) -> Iterator[MakeClient]:
+    """Factory: ``make_client(["h:p"], **options)`` -> a :class:`Client` with FAST
+    defaults over Memcache (``[sync]``) or AsyncMemcache (``[async]``)."""
+    loop = asyncio.new_event_loop() if request.param == "async" else None
+    made: list[Client] = []
+
+    def make(servers: list[str], **options: Any) -> Client:
+        kind = AsyncMemcache if loop is not None else Memcache
+        client = Client(kind(servers, **{**FAST, **options}), loop)
+        made.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in made:
+            client.close()
+        if loop is not None:
+            loop.close()
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, ResilienceError | None]:
+    """``(wall seconds, the ResilienceError raised or None)`` of one call."""
+    start = time.monotonic()
+    try:
+        fn()
+    except ResilienceError as exc:
+        wall = time.monotonic() - start
+        # Tests keep thousands of these: without their frames they stay small, and the
+        # garbage collector's passes over them stay short (they stalled calls by 1 s).
+        exc.__traceback__ = None
+        if exc.__cause__ is not None:
+            exc.__cause__.__traceback__ = None
+        return wall, exc
+    return time.monotonic() - start, None
+
+
+def assert_within_budget(outcomes: Sequence[tuple[float, ResilienceError | None]],
+                         budget: float = BUDGET, what: str = "") -> None:
+    """The calls that failed in the backend ended by their deadline, not a multiple of it.
+
+    Every call within ``budget + MARGIN``; the median wall time and the median of the
+    errors' ``.elapsed`` within ``budget + SMALL``. A retry that got a fresh budget
+    would put both medians near ``2 * budget``.
+    """
+    for wall, _ in outcomes:
+        assert wall < budget + MARGIN, f"{what}: a call took {wall:.3f} s"
+    failed = [(wall, err) for wall, err in outcomes if isinstance(err, BackendError)]
+    assert failed, f"{what}: no call failed in the backend: {outcomes}"
+    walls = [wall for wall, _ in failed]
+    elapsed = [err.elapsed for _, err in failed]
+    assert all(e is not None for e in elapsed), f"{what}: an error without .elapsed"
+    assert statistics.median(walls) < budget + SMALL, f"{what}: wall times {walls}"
+    assert statistics.median(e for e in elapsed if e is not None) < budget + SMALL, \
+        f"{what}: .elapsed {elapsed}"
 
 
 def open_fds() -> int:

@@ -1,5 +1,8 @@
 """The asyncio memcached wrapper against real memcached: operations, deadlines under
-faults without blocking the loop, breaker per node, aclose waking calls."""
+faults without blocking the loop, breaker per node, aclose waking calls.
+
+The fault modes, error rules and rejections shared with the sync wrapper run on both
+in test_faults.py, test_errors.py, test_rejections.py and test_fan_out.py."""
 
 from __future__ import annotations
 
@@ -18,9 +21,8 @@ from resilience.errors import (
     CircuitOpenError,
     ResilienceError,
 )
-from resilience.faults import toxics
 
-from .conftest import FAST
+from .conftest import BUDGET, FAST, assert_within_budget
 
 MakeAsync = Callable[..., AsyncMemcache]
 
@@ -58,14 +60,6 @@ async def test_every_operation_round_trips(memcached: Any, make_async: MakeAsync
     assert await cache.delete("k") is True and await cache.delete("k") is False
 
 
-async def test_illegal_key_raises_value_error_before_any_io(make_async: MakeAsync) -> None:
-    cache = make_async(["127.0.0.1:1"])
-    for bad in ("with space", "x" * 251, ""):
-        with pytest.raises(ValueError):
-            await cache.get(bad)
-    assert cache._driver.peek() is None  # nothing was even built
-
-
 async def test_frozen_node_call_ends_at_its_deadline_without_blocking_the_loop(
         memcached: Any, make_async: MakeAsync) -> None:
     cache = make_async([memcached.address])
@@ -81,11 +75,13 @@ async def test_frozen_node_call_ends_at_its_deadline_without_blocking_the_loop(
     task = asyncio.create_task(ticker())
     memcached.freeze()
     try:
+        outcomes = []
         for _ in range(6):
             start = time.monotonic()
-            with pytest.raises((BackendTimeoutError, CircuitOpenError)):
+            with pytest.raises((BackendTimeoutError, CircuitOpenError)) as info:
                 await cache.get("k")
-            assert time.monotonic() - start < 0.1 + 0.25
+            outcomes.append((time.monotonic() - start, info.value))
+        assert_within_budget(outcomes)
         assert cache.breaker(memcached.address).state(time.monotonic()) is BreakerState.OPEN
         assert ticks >= 20  # the loop kept running while calls waited on the frozen node
     finally:
@@ -94,47 +90,6 @@ async def test_frozen_node_call_ends_at_its_deadline_without_blocking_the_loop(
     await asyncio.sleep(0.3)
     assert await cache.get("k", timeout=1.0) == b"v"
     assert cache.breaker(memcached.address).state(time.monotonic()) is BreakerState.CLOSED
-
-
-async def test_slow_drip_is_cut_at_the_deadline(memcached: Any, fault_proxy: Any,
-                                               make_async: MakeAsync) -> None:
-    proxy = fault_proxy(memcached.address)
-    host, port = proxy.address
-    cache = make_async([f"{host}:{port}"], retry_attempts=1)
-    await cache.set("k", b"x" * 200, timeout=2.0)
-    with proxy.toxic(toxics.Slicer(average_size=1, delay_us=10_000)):
-        start = time.monotonic()
-        with pytest.raises(BackendTimeoutError):
-            await cache.get("k")
-        assert time.monotonic() - start < 0.1 + 0.25
-
-
-async def test_refused_and_garbage_map_to_the_error_tree(memcached: Any, fault_proxy: Any,
-                                                        make_async: MakeAsync) -> None:
-    refused = make_async(["127.0.0.1:1"], retry_attempts=1)
-    with pytest.raises(BackendUnavailableError) as info:
-        await refused.get("k")
-    assert isinstance(info.value.__cause__, ConnectionRefusedError)
-    proxy = fault_proxy(memcached.address)
-    host, port = proxy.address
-    cache = make_async([f"{host}:{port}"], retry_attempts=1)
-    await cache.set("k", b"v", timeout=2.0)
-    with proxy.toxic(toxics.Garbage(ratio=1.0)):
-        start = time.monotonic()
-        with pytest.raises(ResilienceError):
-            await cache.get("k")
-        assert time.monotonic() - start < 0.1 + 0.25
-
-
-async def test_fail_open_reads_return_misses(memcached: Any, make_async: MakeAsync) -> None:
-    cache = make_async([memcached.address], fail_open=True)
-    await cache.set("k", b"v", timeout=2.0)
-    memcached.freeze()
-    try:
-        assert await cache.get("k", b"fallback") == b"fallback"
-        assert await cache.get_many(["k"]) == {}
-    finally:
-        memcached.thaw()
 
 
 async def test_aclose_wakes_a_call_in_flight(memcached: Any, make_async: MakeAsync) -> None:
@@ -168,7 +123,7 @@ async def test_one_frozen_node_of_three_leaves_the_others_serving(
         start = time.monotonic()
         with pytest.raises(ResilienceError) as info:
             await cache.get_many(keys)
-        assert time.monotonic() - start < 0.1 + 0.25  # nodes asked concurrently
+        assert time.monotonic() - start < 2 * BUDGET  # nodes asked concurrently
         assert set(info.value.partial) == set(good)
         for k in good:
             assert await cache.get(k) == b"v"
@@ -198,7 +153,6 @@ async def test_no_task_or_connection_leaks_over_200_faulted_calls(
     await asyncio.sleep(0.05)  # aborted transports finish closing on the next loop turns
     assert len(asyncio.all_tasks()) <= tasks
     assert open_fds() <= fds + 1
-    assert cache._driver.get()[0].open_count <= cache.options.pool_size
 
 
 async def test_multi_key_writes_span_the_nodes(memcached_cluster: Any,

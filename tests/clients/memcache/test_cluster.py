@@ -6,13 +6,16 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 
 from resilience.clients.memcache import Memcache
 from resilience.core.breaker import BreakerState
-from resilience.errors import BackendError, CircuitOpenError, ResilienceError
+from resilience.errors import CircuitOpenError, ResilienceError
+
+from .conftest import assert_within_budget, timed
 
 KEYS = [f"key:{i}" for i in range(60)]
 
@@ -53,16 +56,13 @@ def test_one_frozen_node_is_ejected_while_the_others_serve_at_normal_speed(
 
     frozen.freeze()
     try:
-        for key in bad_keys[:6]:  # fail within the deadline until the breaker opens
-            start = time.monotonic()
-            with pytest.raises(ResilienceError):
-                cache.get(key)
-            assert time.monotonic() - start < 0.1 + 0.25
+        # Fail within the deadline until the breaker opens; then rejected (no I/O:
+        # test_rejections.py counts it at a proxy).
+        outcomes = [timed(partial(cache.get, key)) for key in bad_keys[:6]]
+        assert_within_budget(outcomes)
         assert cache.breaker(frozen.address).state(time.monotonic()) is BreakerState.OPEN
-        start = time.monotonic()
         with pytest.raises(CircuitOpenError):
             cache.get(bad_keys[0])
-        assert time.monotonic() - start < 0.01
         during = _latency(lambda: [cache.get(k) for k in good_keys[:3]]) / 3
         assert during < max(10 * healthy, 0.005), (healthy, during)
         for key in good_keys:
@@ -73,25 +73,6 @@ def test_one_frozen_node_is_ejected_while_the_others_serve_at_normal_speed(
     assert cache.get(bad_keys[0], timeout=1.0) == b"v"
     assert cache.breaker(frozen.address).state(time.monotonic()) is BreakerState.CLOSED
     assert all(cache.get(k) == b"v" for k in bad_keys)
-
-
-def test_get_many_with_a_frozen_node_returns_partial_results_within_the_deadline(
-        memcached_cluster: Any, make_cache: Callable[..., Memcache]) -> None:
-    cache = make_cache(memcached_cluster.addresses, retry_attempts=1)
-    cache.set_many({k: b"v" for k in KEYS}, timeout=2.0)
-    groups = _by_node(cache)
-    frozen = memcached_cluster.members[1]
-    good = {k for a, ks in groups.items() if a != frozen.address for k in ks}
-    frozen.freeze()
-    try:
-        start = time.monotonic()
-        with pytest.raises(BackendError) as info:
-            cache.get_many(KEYS)
-        assert time.monotonic() - start < 0.1 + 0.25
-        assert set(info.value.partial) == good
-        assert set(info.value.failed_keys) == set(groups[frozen.address])
-    finally:
-        frozen.thaw()
 
 
 def test_get_many_fail_open_skips_the_failed_node(memcached_cluster: Any,
