@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from resilience.clients._errormap import ErrorMap
 from resilience.clients.memcache import _multi
 from resilience.clients.memcache._common import _MISS, MemcacheBase
+from resilience.clients.memcache._fanout import FanOut
 from resilience.errors import (
     BackendError,
     BackendProtocolError,
@@ -129,6 +130,7 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         self._connect_timeout = self.options.connect_timeout
         if serde is not None:
             self._client_kwargs["serde"] = serde
+        self._fanout = FanOut(len(self._addresses))  # no thread until used
 
     # ---- the client contract (resilience.clients._base) ------------------------------
 
@@ -158,6 +160,11 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
             raise
         node.checkin(client)
         return result
+
+    def close(self) -> None:
+        """As :meth:`ClientBase.close`, and stop the multi-key fan-out threads."""
+        super().close()
+        self._fanout.close()
 
     def _caller_error(self, exc: BaseException, op: str) -> BaseException:
         return ValueError(f"memcache {op}: {exc}")
@@ -253,7 +260,7 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         """
         return self._call(op, self._index(key), fn, timeout)
 
-    # Multi-key operations: the fan-out over nodes lives in _multi.py.
+    # Multi-key operations: _multi.py groups keys by node, _fanout.py asks the nodes.
 
     def get_many(self, keys: Iterable[Any], *, timeout: float | None = None) -> dict[Any, Any]:
         """Values of the present ``keys``; see :func:`._multi.get_many`."""
