@@ -85,13 +85,21 @@ class _Work:
     def take(self) -> int | None:
         """The next task nobody has taken, or None."""
         i = self._next()
-        if i < len(self.tasks):
-            return i
-        self.all_taken = True
-        return None
+        last = len(self.tasks) - 1
+        if i >= last:  # the last one taken: no helper is needed any more
+            self.all_taken = True
+        return i if i <= last else None
 
     def run(self, i: int) -> None:
-        self.outcomes[i] = _outcome(self.tasks[i])
+        try:
+            self.outcomes[i] = _outcome(self.tasks[i])
+        except BaseException as exc:  # SystemExit...: kept, and the caller still wakes
+            self.outcomes[i] = exc
+            raise
+        finally:
+            self._count_down()
+
+    def _count_down(self) -> None:
         with self._lock:
             self._left -= 1
             if self._left == 0 and self._done is not None:

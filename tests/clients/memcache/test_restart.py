@@ -99,7 +99,7 @@ def test_a_node_really_down_is_reported_down_with_one_fresh_try_per_attempt(
     proxy = fault_proxy(memcached.address)
     cache = make_cache([f"{proxy.host}:{proxy.port}"], retry_attempts=1)
     _warm(cache)
-    proxy.close_connections(reset=True)  # every pooled connection is dead
+    proxy.close_connections()  # every pooled connection is dead
     proxy.add(toxics.Reset(after_bytes=1, direction="upstream"))  # and so is every new one
     accepted = proxy.counters().accepted
     start = time.monotonic()
@@ -167,7 +167,7 @@ async def test_async_a_node_really_down_is_reported_down_with_one_fresh_try(
     proxy = fault_proxy(memcached.address)
     cache = make_async([f"{proxy.host}:{proxy.port}"], retry_attempts=1)
     await _awarm(cache)
-    await asyncio.to_thread(proxy.close_connections, True)
+    await asyncio.to_thread(proxy.close_connections)
     await asyncio.to_thread(proxy.add, toxics.Reset(after_bytes=1, direction="upstream"))
     accepted = proxy.counters().accepted
     with pytest.raises(BackendUnavailableError):
