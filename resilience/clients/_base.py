@@ -10,9 +10,11 @@ A client author writes only what is specific to the driver (see docs/clients.md)
   construction, after the driver is imported);
 - ``_build_driver()`` / ``_close_driver(driver)``: the lazy driver factory (no I/O) and
   its release (wakes every call still waiting on it);
-- ``_attempt(driver, index, fn, remaining)`` (sync) or ``_aattempt(...)`` (async): one
-  attempt on endpoint ``index`` within ``remaining`` seconds, e.g. a pool checkout,
-  ``fn(connection)`` and the checkin. It raises the driver's exception; the base maps it.
+- ``_attempt(driver, index, fn, remaining, op)`` (sync) or ``_aattempt(...)`` (async):
+  one attempt of operation ``op`` on endpoint ``index`` within ``remaining`` seconds,
+  e.g. a pool checkout, ``fn(connection)`` and the checkin (``op`` tells whether the
+  attempt may repeat ``fn`` itself, e.g. on a fresh connection after a stale pooled one:
+  ``self.idempotent.get(op, False)``). It raises the driver's exception; the base maps it.
 - the public methods, each one line into :meth:`_call` / :meth:`_acall`.
 
 Everything else is here: options from arguments and the environment, the lazy driver
@@ -162,13 +164,16 @@ class ClientBase(Generic[D]):
         """Release a driver this process built; wake every call waiting on it."""
         raise NotImplementedError
 
-    def _attempt(self, driver: D, index: int, fn: Callable[[Any], T], remaining: float) -> T:
-        """One sync attempt of ``fn`` on endpoint ``index``; raises the driver's errors."""
+    def _attempt(self, driver: D, index: int, fn: Callable[[Any], T], remaining: float,
+                 op: str) -> T:
+        """One sync attempt of ``fn`` (operation ``op``) on endpoint ``index``; raises
+        the driver's errors."""
         raise NotImplementedError
 
     async def _aattempt(self, driver: D, index: int, fn: Callable[[Any], Awaitable[T]],
-                        remaining: float) -> T:
-        """One async attempt of ``fn`` on endpoint ``index``; raises the driver's errors."""
+                        remaining: float, op: str) -> T:
+        """One async attempt of ``fn`` (operation ``op``) on endpoint ``index``; raises
+        the driver's errors."""
         raise NotImplementedError
 
     def _fallback(self, op: str) -> Fallback[Any] | None:
@@ -250,7 +255,7 @@ class ClientBase(Generic[D]):
                     began = _monotonic()
                     driver = lazy.get()
                     remaining -= _monotonic() - began
-                return run(driver, index, fn, remaining)
+                return run(driver, index, fn, remaining, op)
             except Exception as exc:
                 raise self._failure(exc, op, index)  # noqa: B904 (cause set there)
 
@@ -275,7 +280,7 @@ class ClientBase(Generic[D]):
                     began = _monotonic()
                     driver = lazy.get()
                     remaining -= _monotonic() - began
-                return await run(driver, index, fn, remaining)
+                return await run(driver, index, fn, remaining, op)
             except Exception as exc:
                 raise self._failure(exc, op, index)  # noqa: B904 (cause set there)
 

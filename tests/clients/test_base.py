@@ -56,7 +56,7 @@ class Tiny(ClientBase[dict[str, int]]):
         self.closed_drivers.append(driver)
 
     def _attempt(self, driver: dict[str, int], index: int, fn: Callable[[Any], Any],
-                 remaining: float) -> Any:
+                 remaining: float, op: str) -> Any:
         driver["calls"] += 1
         return fn(driver)
 

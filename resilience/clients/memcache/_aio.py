@@ -12,6 +12,7 @@ reply).
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 
 __all__ = [
@@ -68,12 +69,13 @@ def encode_value(value: str | bytes) -> bytes:
 
 
 class Conn:
-    """One connection: a reader and a writer."""
+    """One connection: a reader and a writer; ``born``: when it was opened (monotonic)."""
 
-    __slots__ = ("__weakref__", "reader", "writer")
+    __slots__ = ("__weakref__", "born", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.born = time.monotonic()
 
     async def read_line(self) -> bytes:
         """One reply line without its CRLF; error replies raise :class:`ReplyError`."""
@@ -153,6 +155,10 @@ class ConnPool:
             raise RuntimeError("an AsyncMemcache is bound to the event loop that first used it")
         if self._idle:
             return self._idle.pop()
+        return await self.connect(connect_timeout)
+
+    async def connect(self, connect_timeout: float) -> Conn:
+        """A new connection (never an idle one), opened within ``connect_timeout``."""
         async with asyncio.timeout(connect_timeout):
             reader, writer = await asyncio.open_connection(self._host, self._port)
         conn = Conn(reader, writer)
@@ -170,6 +176,22 @@ class ConnPool:
 
     def discard(self, conn: Conn) -> None:
         conn.close()
+
+    def stale(self, conn: Conn, exc: BaseException, start: float) -> bool:
+        """Whether ``exc`` from ``conn`` says the pooled connection was already dead.
+
+        True for a connection error (reset, broken pipe, end of stream; not a timeout)
+        on a connection opened before ``start`` (monotonic; taken from the pool), as
+        after memcached was killed and restarted on the same port. Then every idle
+        connection of the node is closed too: they are as old, so as likely dead.
+        """
+        if (self._closed or not isinstance(exc, (ConnectionError, asyncio.IncompleteReadError))
+                or conn.born >= start):
+            return False
+        idle, self._idle = self._idle, []
+        for other in idle:
+            other.close()
+        return True
 
     def close(self) -> None:
         """Close idle connections and abort those in use (their calls end at once)."""

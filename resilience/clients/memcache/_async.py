@@ -13,7 +13,10 @@ cancelled. Everything else is shared with :class:`~resilience.clients.memcache.M
 (``_common``): options and environment, key placement, a breaker per node,
 retry policy, bulkheads, fail-open reads, events. Each attempt runs inside
 ``asyncio.timeout(remaining)`` (the connect also within ``connect_timeout``); a
-connection whose request did not complete is closed, never reused.
+connection whose request did not complete is closed, never reused. A connection error
+on a pooled connection (the server restarted) closes the node's idle connections and,
+for an idempotent operation, tries once more on a fresh one inside the same attempt
+(:meth:`ConnPool.stale`; as in the sync client).
 
 Values are bytes (str is stored UTF-8 encoded) with flags 0; there is no serde. An
 illegal key or value raises ValueError before any I/O and never counts against a node.
@@ -83,14 +86,27 @@ class AsyncMemcache(MemcacheBase["tuple[ConnPool, ...]"]):
             pool.close()
 
     async def _aattempt(self, pools: tuple[ConnPool, ...], index: int,
-                        fn: Callable[[Conn], Awaitable[T]], remaining: float) -> T:
+                        fn: Callable[[Conn], Awaitable[T]], remaining: float, op: str) -> T:
         # A connection whose request did not complete is closed, never reused.
         pool = pools[index]
         conn: Conn | None = None
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(remaining) as scope:
                 conn = await pool.checkout(min(self.options.connect_timeout, remaining))
-                result = await fn(conn)
+                try:
+                    result = await fn(conn)
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    # A pooled connection to a dead process (server restarted): once
+                    # more on a new one, inside this attempt, if the operation is
+                    # idempotent (the request may have reached a server that died).
+                    when = scope.when()
+                    start = when - remaining if when is not None else 0.0
+                    if not (pool.stale(conn, exc, start) and self.idempotent.get(op, False)):
+                        raise
+                    pool.discard(conn)
+                    conn = None
+                    conn = await pool.connect(self.options.connect_timeout)
+                    result = await fn(conn)
         except BaseException:
             if conn is not None:
                 pool.discard(conn)

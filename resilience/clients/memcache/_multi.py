@@ -1,21 +1,27 @@
 """Multi-key operations of :class:`~resilience.clients.memcache.Memcache`.
 
 Keys are grouped by the node that owns them and each group is one guarded call to that
-node, so each node's breaker, bulkhead and retry apply to its own share.
+node (``cache._call``), so each node's breaker, bulkhead and retry apply to its own share.
 
 Time: the whole operation has one deadline (``timeout`` or the default, shrunk by any
-ambient deadline). Nodes are asked one after another, and each gets a fair share of
-what remains: ``remaining / groups_left``. A hanging node therefore costs at most its
-share, and the nodes after it still get theirs; a healthy node answers in well under its
-share, leaving the rest to the next ones.
+ambient deadline), and every node gets that whole deadline: the nodes are asked
+concurrently (:mod:`._fanout`), so N hanging nodes cost one budget, not N, and N nodes
+behind a slow network about one round trip. The caller's thread asks the nodes in turn
+while they answer fast (a loopback round trip is cheaper than a thread handoff); after
+``HEDGE_AFTER`` (1 ms) helper threads take the nodes it has not reached yet, with the
+caller's deadline.
 
 Partial failure: every group is tried. With ``fail_open`` (reads only), keys of failed
-nodes are simply absent from the result (misses). Otherwise the first error is raised
-once all groups are done, carrying what did work, so a caller may use it:
+nodes are simply absent from the result (misses). Otherwise the first error (in node
+order) is raised once all groups are done, carrying what did work, so a caller may use
+it:
 
 - ``err.partial``: for reads, the values found on the nodes that answered; for
   ``set_many``, the keys those nodes did not store;
 - ``err.failed_keys``: the keys of the nodes that failed.
+
+An error that is not a ResilienceError (a caller's ValueError) is raised as it is, also
+after every group is done.
 """
 
 from __future__ import annotations
@@ -51,28 +57,39 @@ def _fan_out(
     timeout: float | None,
     fail_open: bool,
 ) -> list[K]:
-    """Run ``fn(client, group)`` per node, merging results; return the failed keys."""
+    """Run ``fn(client, group)`` per node, concurrently, merging results in node order;
+    return the failed keys."""
+    total = cache.options.timeout if timeout is None else timeout
+    items = list(groups.items())
+    call = cache._call
+    tasks = [_task(call, op, index, fn, group, total) for index, group in items]
+    if len(tasks) < 2:  # one node (or none): no deadline of our own, no thread
+        outcomes = cache._fanout.run(tasks)
+    else:
+        with deadline(total, clock=cache._clock):  # the pipeline reads it on this clock
+            outcomes = cache._fanout.run(tasks)
     failed: list[K] = []
     first: ResilienceError | None = None
-    total = cache.options.timeout if timeout is None else timeout
-    clock = cache._clock  # the pipeline reads the deadline on this clock
-    with deadline(total, clock=clock) as dl:
-        for n, (index, group) in enumerate(groups.items()):
-            share = (dl.at - clock.monotonic()) / (len(groups) - n)
-            try:
-                merge(cache._call(op, index, _bind(fn, group), max(share, 0.0)))
-            except ResilienceError as err:
-                failed.extend(group)
-                if first is None:
-                    first = err
+    other: BaseException | None = None
+    for (_, group), outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, ResilienceError):
+            failed.extend(group)
+            first = first or outcome
+        elif isinstance(outcome, BaseException):
+            other = other or outcome
+        else:
+            merge(outcome)
+    if other is not None:
+        raise other
     if first is not None and not fail_open:
         first.failed_keys = tuple(failed)
         raise first
     return failed
 
 
-def _bind(fn: Callable[[Any, list[K]], R], group: list[K]) -> Callable[[Any], R]:
-    return lambda client: fn(client, group)
+def _task(call: Callable[..., R], op: str, index: int, fn: Callable[[Any, list[K]], R],
+          group: list[K], total: float) -> Callable[[], R]:
+    return lambda: call(op, index, lambda client: fn(client, group), total)
 
 
 def get_many(cache: Memcache, keys: Iterable[K], *, timeout: float | None = None) -> dict[K, Any]:

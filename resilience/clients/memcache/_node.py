@@ -22,6 +22,14 @@ connected.
 A client whose call raised anything is closed and dropped, never returned to the pool:
 after a timeout its stream may still deliver the old reply, which the next call would
 read as its own.
+
+Stale connections: when memcached is killed and restarted on the same port, the idle
+clients still hold sockets to the dead process; each fails at once (reset, broken
+pipe, end of stream) although the node is healthy again. :meth:`NodePool.stale` tells
+such a failure apart (a connection error, not a timeout, on a client that was idle in
+the pool before the call began) and closes every idle client of the node with it: they
+all date from before the failure, so one probe, not one per pooled connection, finds
+the node's real state.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import weakref
 from typing import Any
 
 from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
 
 __all__ = ["DeadlineSocket", "NodePool"]
 
@@ -41,6 +50,8 @@ __all__ = ["DeadlineSocket", "NodePool"]
 _SLACK = 0.002
 _monotonic = time.monotonic
 _INF = float("inf")
+# A failure that says the connection is gone, not that the server is slow.
+_CONNECTION_LOST = (ConnectionError, MemcacheUnexpectedCloseError)
 
 
 class DeadlineSocket(socket.socket):
@@ -205,6 +216,7 @@ class NodePool:
             **self._kwargs,
         )
         self._all.add(client)
+        client.born = _monotonic()  # for stale(): made during this call, not pooled
         remaining = deadline - _monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline reached before connecting")
@@ -220,6 +232,25 @@ class NodePool:
             raise ConnectionAbortedError("client closed while connecting")
         client.sock.set_deadline(deadline)
         return client
+
+    def connect(self, deadline: float, connect_timeout: float) -> Client:
+        """A new client, connected (never an idle one); otherwise as :meth:`checkout`."""
+        return self._connect(deadline, connect_timeout)
+
+    def stale(self, client: Client, exc: BaseException, start: float) -> bool:
+        """Whether ``exc`` from ``client`` says the pooled connection was already dead.
+
+        True for a connection error (reset, broken pipe, closed by the server; not a
+        timeout) on a client made before ``start`` (taken from the pool). Then every idle
+        client of the node is closed too: they are as old, so as likely dead.
+        """
+        if (self._closed or not isinstance(exc, _CONNECTION_LOST)
+                or getattr(client, "born", start) >= start):
+            return False
+        idle, self._idle = self._idle, []
+        for other in idle:
+            other.close()
+        return True
 
     def checkin(self, client: Client) -> None:
         """Return a client whose call succeeded; it is kept if there is room."""

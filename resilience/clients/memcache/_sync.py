@@ -22,6 +22,12 @@ Every socket operation of a call is bounded by the call's remaining budget: the 
 by ``min(connect_timeout, remaining)``, each send and receive by what remains of the
 deadline (not per read: a slowly dripping reply cannot run on).
 
+A connection error (not a timeout) on a pooled connection means the node's process
+went away since (killed, restarted): the node's idle connections are all closed, and an
+idempotent operation tries once more on a fresh connection inside the same attempt (the
+breaker sees one outcome); a non-idempotent one is not repeated (the request may have
+reached a server that died before replying). See :meth:`NodePool.stale`.
+
 Errors (docs/architecture.md#one-error-tree), mapped most specific first, the driver's
 exception as ``__cause__``: a socket timeout -> BackendTimeoutError; refused, reset, closed
 connection, other socket errors -> BackendUnavailableError; a reply that is not the
@@ -41,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from resilience.clients._errormap import ErrorMap
 from resilience.clients.memcache import _multi
 from resilience.clients.memcache._common import _MISS, MemcacheBase
+from resilience.clients.memcache._fanout import FanOut
 from resilience.errors import (
     BackendError,
     BackendProtocolError,
@@ -130,6 +137,7 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         self._connect_timeout = self.options.connect_timeout
         if serde is not None:
             self._client_kwargs["serde"] = serde
+        self._fanout = FanOut(len(self._addresses))  # no thread until used
 
     # ---- the client contract (resilience.clients._base) ------------------------------
 
@@ -147,11 +155,27 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
             node.close()
 
     def _attempt(self, nodes: tuple[NodePool, ...], index: int, fn: Callable[[Any], T],
-                 remaining: float) -> T:
+                 remaining: float, op: str) -> T:
         # A client whose call raised is closed, never reused: its stream may be out of
         # step. A failed checkout (connect) already dropped its client.
         node = nodes[index]
-        client = node.checkout(_monotonic() + remaining, self._connect_timeout)
+        start = _monotonic()
+        client = node.checkout(start + remaining, self._connect_timeout)
+        try:
+            result = fn(client)
+        except BaseException as exc:
+            node.discard(client)
+            if node.stale(client, exc, start) and self.idempotent.get(op, False):
+                return self._on_fresh(node, fn, start + remaining)
+            raise
+        node.checkin(client)
+        return result
+
+    def _on_fresh(self, node: NodePool, fn: Callable[[Any], T], deadline: float) -> T:
+        # The pooled connection was dead (server restarted): once more, on a new one,
+        # inside the same attempt (the breaker sees one outcome). Only for idempotent
+        # operations: a request may have reached a server that died before replying.
+        client = node.connect(deadline, self._connect_timeout)
         try:
             result = fn(client)
         except BaseException:
@@ -159,6 +183,11 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
             raise
         node.checkin(client)
         return result
+
+    def close(self) -> None:
+        """As :meth:`ClientBase.close`, and stop the multi-key fan-out threads."""
+        super().close()
+        self._fanout.close()
 
     def _caller_error(self, exc: BaseException, op: str) -> BaseException:
         return ValueError(f"memcache {op}: {exc}")
@@ -254,7 +283,7 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         """
         return self._call(op, self._index(key), fn, timeout)
 
-    # Multi-key operations: the fan-out over nodes lives in _multi.py.
+    # Multi-key operations: _multi.py groups keys by node, _fanout.py asks the nodes.
 
     def get_many(self, keys: Iterable[Any], *, timeout: float | None = None) -> dict[Any, Any]:
         """Values of the present ``keys``; see :func:`._multi.get_many`."""

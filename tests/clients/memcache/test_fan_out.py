@@ -1,9 +1,7 @@
 """Multi-key calls over three nodes ask the nodes concurrently, within one budget.
 
 Concurrent: each node gets the whole deadline, so three hung nodes cost one budget and
-three slow-but-healthy nodes answer in one node's latency. The sync wrapper still asks
-nodes one after another, each within a share of what remains (issue 8 part 5 makes it
-concurrent); its variants are strict xfails, so they flip when that lands.
+three slow-but-healthy nodes answer in one node's latency, sync and async alike.
 """
 
 from __future__ import annotations
@@ -20,14 +18,6 @@ from resilience.faults.proxy import FaultProxy
 from .conftest import BUDGET, Client, MakeClient, timed
 
 KEYS = [f"key:{i}" for i in range(30)]
-SYNC_IS_SEQUENTIAL = "sync fan-out is sequential: issue 8 part 5"
-
-
-def sync_is_sequential(request: pytest.FixtureRequest, cache: Client) -> None:
-    if not cache.is_async:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SYNC_IS_SEQUENTIAL))
-
-
 def spread(cache: Client) -> None:
     """KEYS land on every node (else the test proves nothing) and are stored."""
     assert len({cache.node_for(k) for k in KEYS}) == 3
@@ -37,7 +27,6 @@ def spread(cache: Client) -> None:
 def test_three_frozen_nodes_cost_one_budget_not_three(
         memcached_cluster: Any, make_client: MakeClient, request: pytest.FixtureRequest) -> None:
     cache = make_client(memcached_cluster.addresses, breaker_enabled=False)
-    sync_is_sequential(request, cache)
     spread(cache)
     for member in memcached_cluster.members:
         member.freeze()
@@ -58,7 +47,6 @@ def test_three_slow_nodes_answer_in_one_nodes_latency(
         make_client: MakeClient, request: pytest.FixtureRequest) -> None:
     proxies = [fault_proxy(address) for address in memcached_cluster.addresses]
     cache = make_client([f"{p.host}:{p.port}" for p in proxies], timeout=0.15)
-    sync_is_sequential(request, cache)
     spread(cache)
     for proxy in proxies:
         proxy.add(toxics.Latency(latency_ms=60))
