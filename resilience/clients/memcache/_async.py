@@ -57,11 +57,10 @@ ERRORS = ErrorMap([
     (asyncio.IncompleteReadError, BackendUnavailableError, "connection closed by the server"),
     (ConnectionError, BackendUnavailableError, "connection failed"),
     (ServerError, BackendError, "server error"),
-    ((ProtocolError, ReplyError, asyncio.LimitOverrunError), BackendProtocolError,
-     "unexpected reply"),
+    ((ProtocolError, ReplyError), BackendProtocolError, "unexpected reply"),
     (OSError, BackendUnavailableError, "socket error"),
 ])
-"""asyncio/stream exception -> resilience error, most specific first."""
+"""asyncio/protocol exception -> resilience error, most specific first."""
 
 _STORE = {b"STORED": True, b"NOT_STORED": False}
 
