@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from resilience.bench import memcached_async
 from resilience.bench.model import FaultRow, OverheadRow, RunResult, format_duration
 
 __all__ = ["markdown", "table", "write_all"]
@@ -44,9 +45,18 @@ def _grid(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def table(result: RunResult) -> str:
     """The terminal summary: fault rows, then overhead rows."""
     parts = [_grid(_FAULT_HEADER, [_fault_cells(r) for r in result.faults])]
-    if result.overhead:
-        parts.append(_grid(_OVERHEAD_HEADER, [_overhead_cells(r) for r in result.overhead]))
+    sync, aio = _split(result.overhead)
+    if sync:
+        parts.append(_grid(_OVERHEAD_HEADER, [_overhead_cells(r) for r in sync]))
+    if aio:
+        parts.append(_grid(memcached_async.header(), [memcached_async.cells(r) for r in aio]))
     return "\n\n".join(parts)
+
+
+def _split(rows: list[OverheadRow]) -> tuple[list[OverheadRow], list[OverheadRow]]:
+    """The sync overhead rows, and the asyncio ones (their own table)."""
+    return ([r for r in rows if not memcached_async.is_async(r)],
+            [r for r in rows if memcached_async.is_async(r)])
 
 
 def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -80,7 +90,8 @@ def markdown(result: RunResult) -> str:
     notes = [f"- {r.fault} / {r.subject}: {r.note}" for r in result.faults if r.note]
     if notes:
         lines += ["", "Notes:", "", *notes]
-    if result.overhead:
+    sync, aio = _split(result.overhead)
+    if sync:
         lines += [
             "",
             "## Healthy-path cost",
@@ -92,8 +103,11 @@ def markdown(result: RunResult) -> str:
             "is; *CPU µs* is this process's CPU time per call, the client-side cost "
             "alone, and *added* is the median over rounds of its difference from raw.",
             "",
-            _md_table(_OVERHEAD_HEADER, [_overhead_cells(r) for r in result.overhead]),
+            _md_table(_OVERHEAD_HEADER, [_overhead_cells(r) for r in sync]),
         ]
+    if aio:
+        lines += ["", "## Healthy-path cost, asyncio", "", memcached_async.INTRO, "",
+                  _md_table(memcached_async.header(), [memcached_async.cells(r) for r in aio])]
     return "\n".join(lines) + "\n"
 
 

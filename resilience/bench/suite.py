@@ -47,7 +47,8 @@ def _versions() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "cpus": f"{os.cpu_count()} x {model}" if model != "unknown" else str(os.cpu_count()),
-        **package_versions(("pymemcache", "tenacity", "pybreaker"), missing="missing"),
+        **package_versions(("pymemcache", "tenacity", "pybreaker", "aiomcache", "emcache"),
+                           missing="missing"),
     }
     out["memcached"] = _memcached_version()
     # The machine may be shared: the load says how much to trust microsecond figures.
@@ -131,6 +132,11 @@ def run_suite(
                 try:
                     result.overhead += ds.overhead(server.host, server.port,
                                                    settings.overhead_calls)
+                    if ds.name == "memcached":  # the asyncio peers, same server
+                        from resilience.bench import memcached_async
+
+                        result.overhead += memcached_async.overhead(
+                            server.host, server.port, settings.overhead_calls)
                 finally:
                     scenarios.dispose(server)
     result.elapsed = time.monotonic() - started

@@ -60,6 +60,23 @@ async def test_every_operation_round_trips(memcached: Any, make_async: MakeAsync
     assert await cache.delete("k") is True and await cache.delete("k") is False
 
 
+async def test_a_value_arriving_in_many_reads_is_read_whole(memcached: Any,
+                                                             make_async: MakeAsync) -> None:
+    cache = make_async([memcached.address], timeout=2.0)
+    big = bytes(range(256)) * 2000  # 512 KB: many socket reads, CRLF bytes inside
+    assert await cache.set_many({"big": big, "small": b"s"}) == []
+    assert await cache.get("big") == big
+    assert await cache.get_many(["small", "big", "absent"]) == {"small": b"s", "big": big}
+
+
+async def test_illegal_key_raises_value_error_before_any_io(make_async: MakeAsync) -> None:
+    cache = make_async(["127.0.0.1:1"])
+    for bad in ("with space", "x" * 251, ""):
+        with pytest.raises(ValueError):
+            await cache.get(bad)
+    assert cache._driver.peek() is None  # nothing was even built
+
+
 async def test_frozen_node_call_ends_at_its_deadline_without_blocking_the_loop(
         memcached: Any, make_async: MakeAsync) -> None:
     cache = make_async([memcached.address])
@@ -90,6 +107,49 @@ async def test_frozen_node_call_ends_at_its_deadline_without_blocking_the_loop(
     await asyncio.sleep(0.3)
     assert await cache.get("k", timeout=1.0) == b"v"
     assert cache.breaker(memcached.address).state(time.monotonic()) is BreakerState.CLOSED
+
+
+async def test_each_call_on_a_reused_connection_is_cut_at_its_own_deadline(
+        memcached: Any, make_async: MakeAsync) -> None:
+    """One deadline timer per connection (``_aio.Conn.arm``): a short call after a long
+    one is cut at its own deadline, a long call after a short one is not cut at the
+    short one's."""
+    cache = make_async([memcached.address], pool_size=1, retry_attempts=1,
+                       breaker_enabled=False)
+    assert await cache.set_many({"k": b"v", "k2": b"w"}, timeout=2.0) == []
+    assert await cache.get("k", timeout=3.0) == b"v"  # the timer: 3 s from now
+    memcached.freeze()
+    try:
+        start = time.monotonic()
+        with pytest.raises(BackendTimeoutError):
+            await cache.get("k", timeout=0.1)
+        assert time.monotonic() - start < 0.1 + 0.5  # not at the 3 s of the call before
+    finally:
+        memcached.thaw()
+    # A new connection (the timed-out one, whose reply to "k" is now due, is never
+    # reused), its timer at 0.3 s.
+    assert await cache.get("k2", timeout=0.3) == b"w"
+    memcached.freeze()
+    try:
+        start = time.monotonic()
+        with pytest.raises(BackendTimeoutError):
+            await cache.get("k", timeout=1.5)
+        assert 1.0 < time.monotonic() - start < 1.5 + 0.5  # not at the 0.3 s before
+    finally:
+        memcached.thaw()
+    assert await cache.get("k", timeout=2.0) == b"v"
+
+
+async def test_fail_open_reads_return_misses(memcached: Any, make_async: MakeAsync) -> None:
+    cache = make_async([memcached.address], fail_open=True)
+    await cache.set("k", b"v", timeout=2.0)
+    memcached.freeze()
+    try:
+        assert await cache.get("k", b"fallback") == b"fallback"
+        assert await cache.gets("k") == (None, None)
+        assert await cache.get_many(["k"]) == {}
+    finally:
+        memcached.thaw()
 
 
 async def test_aclose_wakes_a_call_in_flight(memcached: Any, make_async: MakeAsync) -> None:
