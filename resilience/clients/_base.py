@@ -72,7 +72,10 @@ def _attempt(client: ClientBase[Any], index: int, fn: Callable[[Any], T], op: st
     """The one sync attempt: the driver (built here, inside the call's deadline on the
     first call), the client's attempt hook, and the driver's error mapped."""
     try:
-        return client._attempt(client._driver.get(), index, fn, remaining)
+        # LazyDriver.get() without its frame when built (the driver is its _value).
+        driver = client._driver._value
+        return client._attempt(driver if driver is not None else client._driver.get(),
+                               index, fn, remaining)
     except Exception as exc:
         raise client._failure(exc, op, index)  # noqa: B904 (cause set there)
 
