@@ -10,8 +10,9 @@ default breaker and retry settings.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
-import statistics
+import tempfile
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from resilience.bench.model import OverheadRow
+from resilience.bench.overhead import interleave
 from resilience.bench.plugin import RunningServer, Subject
 
 __all__ = ["PLUGIN", "MemcachedBench"]
@@ -188,7 +190,8 @@ def _store(host: str, port: int, keys: list[str]) -> None:
 
 
 def _peers(host: str, port: int) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
-    """Subject -> (get, set) callables doing the same healthy call."""
+    """Subject -> (get, set) callables doing the same healthy call; raw pymemcache first
+    (the baseline)."""
     import pybreaker
     import tenacity
     from pymemcache.client.base import Client
@@ -223,59 +226,72 @@ def _peers(host: str, port: int) -> dict[str, tuple[Callable[[], object], Callab
     }
 
 
+MANY_KEYS = [f"bench:many:{i}" for i in range(10)]
+MANY_OP = "get_many (10 keys, 3 nodes)"
+
+
+def _many_peers(nodes: Sequence[tuple[str, int]]) -> dict[str, Callable[[], object]]:
+    """``get_many`` of MANY_KEYS: pymemcache's HashClient (baseline) and the wrapper, on
+    the same nodes; each spreads the keys over all of them (checked)."""
+    from pymemcache.client.hash import HashClient
+
+    from resilience.clients.memcache import Memcache
+
+    hashed = HashClient(list(nodes), connect_timeout=1.0, timeout=1.0, no_delay=True,
+                        default_noreply=False)
+    cache = Memcache([f"{h}:{p}" for h, p in nodes], timeout=1.0, connect_timeout=1.0,
+                     environ={})
+    for owner in (hashed.hasher.get_node, cache.node_for):
+        if len({owner(k) for k in MANY_KEYS}) != len(nodes):
+            raise RuntimeError("the get_many keys do not reach every node")
+    peers: dict[str, Callable[[], Any]] = {
+        "HashClient": lambda: hashed.get_many(MANY_KEYS),
+        "wrapper": lambda: cache.get_many(MANY_KEYS),
+    }
+    for name, fn in peers.items():  # hits on every node, or the rows measure misses
+        if len(fn()) != len(MANY_KEYS):
+            raise RuntimeError(f"{name}: get_many did not find every benchmark key")
+    return peers
+
+
 def _overhead(host: str, port: int, calls: int, per_round: int = 100) -> list[OverheadRow]:
-    """Healthy-path µs per call of each subject: about ``7 * calls`` calls each, in
-    short interleaved rounds of ``per_round`` calls.
+    """Healthy-path µs per call of each subject (see :mod:`resilience.bench.overhead`):
+    about ``7 * calls`` calls each for ``get`` and ``set`` on one node, then a third of
+    that for ``get_many`` of 10 keys over three nodes.
 
     The server runs one worker thread (see ``start_server``): with two, each client's
     connection lands on one of them, and a loopback round trip on this 2-vCPU VM takes
     ~25 µs when that thread shares our vCPU and ~75-100 µs when waking it needs the
     other one (measured: two identical raw clients, 2.6-3x apart, the fast one changing
     between runs), so the comparison measured where connections landed, not clients.
-    Rounds are grouped in cycles in which every subject takes every position once
-    (rotated order), and the comparison is per cycle: ``x raw`` is the median over
-    cycles of the cycle's wall time against raw pymemcache's, *CPU added* the median
-    over cycles of the per-call CPU difference. A burst of load hits one cycle, not the
-    median. CPU is this process's time (the client-side cost, syscalls included).
     """
     peers = _peers(host, port)
-    names = list(peers)
-    n = len(names)
-    cycles = max(7, 7 * calls // (per_round * n))
+    cycles = max(7, 7 * calls // (per_round * len(peers)))
     rows: list[OverheadRow] = []
     for op_index, op in enumerate(("get", "set")):
-        # per subject, per cycle: summed wall and CPU seconds of its n rounds
-        wall: dict[str, list[float]] = {name: [] for name in names}
-        cpu: dict[str, list[float]] = {name: [] for name in names}
-        rounds: dict[str, list[float]] = {name: [] for name in names}  # wall µs/call
-        for fns in peers.values():  # warm up: connect, fill caches
-            for _ in range(200):
-                fns[op_index]()
-        for _ in range(cycles):
-            w = dict.fromkeys(names, 0.0)
-            c = dict.fromkeys(names, 0.0)
-            for r in range(n):
-                for name in names[r:] + names[:r]:
-                    fn = peers[name][op_index]
-                    start, start_cpu = time.perf_counter(), time.process_time()
-                    for _ in range(per_round):
-                        fn()
-                    took = time.perf_counter() - start
-                    c[name] += time.process_time() - start_cpu
-                    w[name] += took
-                    rounds[name].append(took / per_round * 1e6)
-            for name in names:
-                wall[name].append(w[name])
-                cpu[name].append(c[name] / (n * per_round) * 1e6)
-        base, base_cpu = wall["raw pymemcache"], cpu["raw pymemcache"]
-        for name in names:
-            per_call = [x / (n * per_round) * 1e6 for x in wall[name]]
-            ratio = statistics.median(v / b for v, b in zip(wall[name], base, strict=True))
-            added = statistics.median(x - b for x, b in zip(cpu[name], base_cpu, strict=True))
-            rows.append(OverheadRow("memcached", op, name, statistics.median(per_call),
-                                    min(rounds[name]), max(rounds[name]), ratio,
-                                    statistics.median(cpu[name]), added))
+        subjects = {name: fns[op_index] for name, fns in peers.items()}
+        rows += interleave("memcached", op, subjects, cycles, per_round)
+    rows += _get_many_rows(host, port, max(7, cycles // 3), per_round // 5)
     return rows
+
+
+def _get_many_rows(host: str, port: int, cycles: int, per_round: int) -> list[OverheadRow]:
+    from resilience.servers.memcached import Memcached
+
+    work = Path(tempfile.mkdtemp(prefix="bench-many-"))
+    extra = [Memcached(work / f"node{i}", name=f"memcached-bench-{i}", host=host, threads=1)
+             for i in (1, 2)]
+    try:
+        for server in extra:
+            server.start(timeout=15.0)
+        nodes = [(host, port), *((s.host, s.port) for s in extra)]
+        for h, p in nodes:
+            _store(h, p, MANY_KEYS)
+        return interleave("memcached", MANY_OP, _many_peers(nodes), cycles, per_round)
+    finally:
+        for server in extra:
+            server.kill()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 PLUGIN = MemcachedBench()

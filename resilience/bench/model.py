@@ -111,7 +111,9 @@ class OverheadRow:
     max_us: float
     ratio: float  # median over rounds of the round's ratio to the raw driver
     cpu_us: float = 0.0  # median CPU µs per call (client side only)
-    cpu_added_us: float = 0.0  # median over rounds of the CPU µs over the raw driver
+    cpu_added_us: float = 0.0  # median over cycles of the CPU µs over the raw driver
+    cpu_added_p25: float = 0.0  # interquartile range of that difference over cycles
+    cpu_added_p75: float = 0.0
 
 
 @dataclass(slots=True)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from resilience.bench import memcached_async
 from resilience.bench.model import FaultRow, OverheadRow, RunResult, format_duration
+from resilience.bench.overhead import compare_cpu
 
 __all__ = ["markdown", "table", "write_all"]
 
 _FAULT_HEADER = ("datastore", "fault", "subject", "calls", "p50", "p99", "max", "outcomes",
                  "open breaker")
 _OVERHEAD_HEADER = ("datastore", "op", "subject", "µs/call (median)", "min..max", "x raw",
-                    "CPU µs/call", "CPU µs added")
+                    "CPU µs/call", "CPU µs added", "added p25..p75")
+_COMPARE_HEADER = ("datastore", "op", "wrapper CPU µs added", "p25..p75",
+                   "pybreaker CPU µs added", "p25..p75", "wrapper <= pybreaker")
 
 
 def _fault_cells(row: FaultRow) -> tuple[str, ...]:
@@ -30,7 +34,14 @@ def _fault_cells(row: FaultRow) -> tuple[str, ...]:
 def _overhead_cells(row: OverheadRow) -> tuple[str, ...]:
     return (row.datastore, row.operation, row.subject, f"{row.median_us:.1f}",
             f"{row.min_us:.1f}..{row.max_us:.1f}", f"{row.ratio:.3f}", f"{row.cpu_us:.1f}",
-            f"{row.cpu_added_us:+.1f}")
+            f"{row.cpu_added_us:+.1f}", f"{row.cpu_added_p25:+.1f}..{row.cpu_added_p75:+.1f}")
+
+
+def _compare_cells(c: dict[str, Any]) -> tuple[str, ...]:
+    (slo, shi), (plo, phi) = c["subject_iqr_us"], c["peer_iqr_us"]
+    return (c["datastore"], c["operation"], f"{c['subject_added_us']:+.2f}",
+            f"{slo:+.2f}..{shi:+.2f}", f"{c['peer_added_us']:+.2f}", f"{plo:+.2f}..{phi:+.2f}",
+            "yes" if c["at_most_peer"] else "no")
 
 
 def _grid(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -48,6 +59,9 @@ def table(result: RunResult) -> str:
     sync, aio = _split(result.overhead)
     if sync:
         parts.append(_grid(_OVERHEAD_HEADER, [_overhead_cells(r) for r in sync]))
+        compared = compare_cpu(sync)
+        if compared:
+            parts.append(_grid(_COMPARE_HEADER, [_compare_cells(c) for c in compared]))
     if aio:
         parts.append(_grid(memcached_async.header(), [memcached_async.cells(r) for r in aio]))
     return "\n\n".join(parts)
@@ -97,14 +111,26 @@ def markdown(result: RunResult) -> str:
             "## Healthy-path cost",
             "",
             "Median wall-clock µs per call over interleaved rounds (min..max across "
-            "rounds), loopback, one thread; `x raw` is the median over rounds of the "
-            "round's ratio to raw pymemcache for the same operation. The wall figure "
-            "includes memcached's answer, so it moves with how busy or idle the machine "
-            "is; *CPU µs* is this process's CPU time per call, the client-side cost "
-            "alone, and *added* is the median over rounds of its difference from raw.",
+            "rounds), loopback, one thread; `x raw` is the median over cycles of the "
+            "cycle's ratio to the baseline for the same operation: raw pymemcache, and "
+            "pymemcache's `HashClient` for `get_many` (10 keys over three nodes). The "
+            "wall figure includes memcached's answer, so it moves with how busy or idle "
+            "the machine is; *CPU µs* is the calling thread's CPU time per call, the "
+            "client-side cost alone, and *added* is the median over cycles of its "
+            "difference from the baseline, with its interquartile range.",
             "",
             _md_table(_OVERHEAD_HEADER, [_overhead_cells(r) for r in sync]),
         ]
+        compared = compare_cpu(sync)
+        if compared:
+            lines += [
+                "",
+                "CPU the wrapper adds per healthy call over raw pymemcache, beside what "
+                "pybreaker adds around the same pymemcache call (medians over cycles, with "
+                "the interquartile range):",
+                "",
+                _md_table(_COMPARE_HEADER, [_compare_cells(c) for c in compared]),
+            ]
     if aio:
         lines += ["", "## Healthy-path cost, asyncio", "", memcached_async.INTRO, "",
                   _md_table(memcached_async.header(), [memcached_async.cells(r) for r in aio])]
@@ -151,6 +177,8 @@ def write_all(result: RunResult, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md, js, png = out_dir / "results.md", out_dir / "results.json", out_dir / "failure-latency.png"
     md.write_text(markdown(result), encoding="utf-8")
-    js.write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    data = result.to_json()
+    data["cpu_added_comparison"] = compare_cpu(result.overhead)
+    js.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     _plot(result, png)
     return [md, js, png]

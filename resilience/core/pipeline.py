@@ -108,7 +108,11 @@ def call(
     try:
         budget = op.budget
         if budget is not None:
-            budget.deposit(now)
+            # budget.deposit(now) without its frame; lock-free, see RetryBudget.
+            if now >= budget._rotate_at:
+                budget.deposit(now)
+            else:
+                budget._cur += 1
         # The first attempt, inline: the healthy path is this block and nothing else.
         # The ambient deadline is set for nested calls, unless it already is this one.
         token = DEADLINE.set(at) if at != outer else None
@@ -187,7 +191,11 @@ async def acall(
     try:
         budget = op.budget
         if budget is not None:
-            budget.deposit(now)
+            # budget.deposit(now) without its frame; lock-free, see RetryBudget.
+            if now >= budget._rotate_at:
+                budget.deposit(now)
+            else:
+                budget._cur += 1
         token = DEADLINE.set(at) if at != outer else None
         try:
             result = await attempt(at - now)

@@ -47,3 +47,20 @@ def test_start_server_defaults_to_loopback_in_this_namespace(tmp_path: Path) -> 
         assert _read_key(server.host, server.port) == VALUE
     finally:
         server.stop()
+
+
+def test_the_get_many_rows_compare_the_wrapper_with_hashclient_over_three_nodes(
+        tmp_path: Path) -> None:
+    """The get_many row starts two more nodes, reads 10 keys spread over all three (hits
+    for both subjects, or it raises), and reports HashClient as the baseline."""
+    from resilience.bench.memcached import MANY_OP, _get_many_rows
+
+    require_installed("memcached")
+    server = PLUGIN.start_server(str(tmp_path))
+    try:
+        rows = _get_many_rows(server.host, server.port, cycles=2, per_round=3)
+    finally:
+        server.stop()
+    assert [(r.operation, r.subject) for r in rows] == [(MANY_OP, "HashClient"),
+                                                        (MANY_OP, "wrapper")]
+    assert rows[0].ratio == 1.0 and rows[1].median_us > 0 and rows[1].cpu_us > 0

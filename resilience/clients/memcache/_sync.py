@@ -42,6 +42,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
+from operator import methodcaller
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilience.clients._errormap import ErrorMap
@@ -201,7 +202,10 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
             ResilienceError: the call failed or was rejected (unless fail_open).
             ValueError: an illegal key.
         """
-        value = self._call("get", self._index(key), lambda c: c.get(key, _MISS), timeout)
+        ring = self._ring  # _index inlined: get and set are the hot calls
+        index = 0 if ring is None else ring.index(key.encode() if isinstance(key, str) else key)
+        # methodcaller, not a lambda: the driver call needs no Python frame of ours.
+        value = self._call("get", index, methodcaller("get", key, _MISS), timeout)
         return default if value is _MISS else value
 
     def gets(self, key: str | bytes, *, timeout: float | None = None) -> tuple[Any, Any]:
@@ -212,8 +216,10 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
     def set(self, key: str | bytes, value: Any, expire: int = 0, *,
             timeout: float | None = None) -> bool:
         """Store ``value``; acknowledged by the server (True), never fire-and-forget."""
-        stored: bool = self._call(
-            "set", self._index(key), lambda c: c.set(key, value, expire, False), timeout)
+        ring = self._ring
+        index = 0 if ring is None else ring.index(key.encode() if isinstance(key, str) else key)
+        stored: bool = self._call("set", index, methodcaller("set", key, value, expire, False),
+                                  timeout)
         return stored
 
     def add(self, key: str | bytes, value: Any, expire: int = 0, *,
