@@ -165,6 +165,12 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         try:
             result = fn(client)
         except BaseException as exc:
+            rule = self._errors.rule(exc)
+            if rule is not None and rule[1] is None:
+                # A caller's mistake (an illegal key): pymemcache refused it before
+                # sending anything, so the connection is still in step; keep it.
+                node.checkin(client)
+                raise
             node.discard(client)
             if node.stale(client, exc, start) and self.idempotent.get(op, False):
                 return self._on_fresh(node, fn, start + remaining)
