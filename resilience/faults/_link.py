@@ -17,7 +17,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from resilience.faults.toxics import SlowClose, Toxic
@@ -203,13 +203,18 @@ class _Link:
         if self.closed:  # a toxic ended it as it attached (a reset at connect)
             return
         for flow in self.flows:
-            self.tasks.append(self.loop.create_task(self._guard(flow.read_loop(toxics))))
-            self.tasks.append(self.loop.create_task(self._guard(flow.write_loop(toxics))))
+            self.tasks.append(self.loop.create_task(self._guard(flow.read_loop, toxics)))
+            self.tasks.append(self.loop.create_task(self._guard(flow.write_loop, toxics)))
 
-    async def _guard(self, coro: Any) -> None:
-        """Run a pump; a peer's reset is passed on as a reset, any other error closes."""
+    async def _guard(self, pump: Callable[[Callable[[], Iterable[Toxic]]], Awaitable[None]],
+                     toxics: Callable[[], Iterable[Toxic]]) -> None:
+        """Run a pump; a peer's reset is passed on as a reset, any other error closes.
+
+        The pump's coroutine is made here, inside the task: a task cancelled before its
+        first step (the link closed at once) then leaves no never-awaited coroutine.
+        """
         try:
-            await coro
+            await pump(toxics)
         except ConnectionResetError:
             self.close(reset=True)
         except OSError:
