@@ -1,0 +1,317 @@
+"""The lazily built driver of the ZooKeeper clients: one kazoo session and its state.
+
+Theory of operation
+-------------------
+A :class:`Session` owns one ``KazooClient``, built with no I/O (the lazy driver's
+factory) and started by the first call with ``start_async()``: never ``start(timeout)``,
+whose failure path calls ``stop()`` and blocks 10 s or more. Calls in the first
+``connect_timeout`` after the start wait for the connection (each within its own
+budget); after that, and whenever the session is not CONNECTED, a call is refused at
+once with :class:`NotConnectedError`, before anything is queued: kazoo would queue a
+request made while SUSPENDED and send it after the reconnect, possibly long after the
+caller gave up.
+
+The state is followed through kazoo's listener, which runs on kazoo's connection thread
+and so only flips attributes here (``state``, ``epoch``); everything that may take time
+(forcing the breaker open or closed, events, user listeners, contender clean-up) runs on
+the :class:`Dispatcher` thread. ``epoch`` grows every time the session leaves
+CONNECTED: a lease or a claimed worker number taken in one epoch is invalid in any other.
+
+kazoo never declares a session LOST while it cannot reach the ensemble (it learns of
+the expiry only on reconnecting). As Curator does, a client-side timer declares it lost
+``session_timeout`` after SUSPENDED began, when the server has expired it for sure.
+
+Every wait on a kazoo ``AsyncResult`` is bounded (:meth:`Session.wait`); ``close()``
+fails every pending one at once and stops kazoo in a background thread (its ``stop()``
+can wait 10 s for the connection thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CONNECTED", "LOST", "SUSPENDED", "Dispatcher", "NotConnectedError", "Session"]
+
+_log = logging.getLogger(__name__)
+_monotonic = time.monotonic
+
+CONNECTED = "CONNECTED"
+SUSPENDED = "SUSPENDED"
+LOST = "LOST"
+NEW = "NEW"  # built, never connected
+
+
+class NotConnectedError(Exception):
+    """The session is not CONNECTED: the call was refused before any I/O."""
+
+
+class Dispatcher:
+    """One daemon thread running callbacks in order, so none runs on kazoo's threads.
+
+    Started on first use; ``close()`` stops it after the queued callbacks.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queue: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[[], object]) -> None:
+        if self._closed:
+            return
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._closed:
+                    self._thread = threading.Thread(target=self._run, name=self._name,
+                                                    daemon=True)
+                    self._thread.start()
+        self._queue.put(fn)
+
+    def _run(self) -> None:
+        while True:
+            fn = self._queue.get()
+            if fn is None:
+                return
+            try:
+                fn()
+            except Exception:  # a user callback's bug must not stop the others
+                _log.exception("zookeeper: a callback raised")
+
+    def close(self) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+
+
+class Session:
+    """One kazoo session: lazy start, state, bounded waits, listeners (see module doc).
+
+    Args:
+        hosts: the kazoo connection string (with the chroot appended).
+        options: the resolved :class:`ZooKeeperOptions`.
+        on_state: called on the dispatcher thread with (old, new) state names.
+    """
+
+    def __init__(self, hosts: str, options: Any, on_state: Callable[[str, str], None]) -> None:
+        from kazoo.client import KazooClient
+        from kazoo.handlers.threading import KazooTimeoutError
+
+        auth = [tuple(options.auth.split(":", 1))] if options.auth else None
+        self.timeout_error = KazooTimeoutError
+        self.kz = KazooClient(
+            hosts=hosts,
+            timeout=options.session_timeout,
+            auth_data=auth,
+            # Keep reconnecting for good, but never pause long (default max_delay: 1 h).
+            connection_retry={"max_tries": -1, "delay": 0.05, "backoff": 2,
+                              "max_delay": options.reconnect_max_delay},
+            # One try: the wrapper's retry decides (default: retry forever).
+            command_retry={"max_tries": 1},
+        )
+        self.kz.add_listener(self._on_kazoo_state)
+        self.connect_timeout: float = options.connect_timeout
+        self.session_timeout: float = options.session_timeout
+        self.state = NEW
+        self.epoch = 0
+        self.session_id: int | None = None
+        self.dispatcher = Dispatcher("zookeeper-callbacks")
+        self._on_state = on_state
+        self._started_at: float | None = None
+        self._start_lock = threading.Lock()
+        self._up = threading.Event()
+        self._pending: set[Any] = set()
+        self._closed = False
+        self._lost_timer: threading.Timer | None = None
+        self._async_waiters: list[tuple[Any, Any]] = []
+        self.cleanups: list[Callable[[], object]] = []  # run on the next CONNECTED
+
+    # ---- state ---------------------------------------------------------------------
+
+    def _on_kazoo_state(self, state: str) -> None:
+        # kazoo's connection thread: flip attributes, hand everything else off.
+        old = self.state
+        if state == CONNECTED:
+            self.session_id = self.kz.client_id[0] if self.kz.client_id else None
+            self.state = CONNECTED
+            self._up.set()
+            waiters, self._async_waiters = self._async_waiters, []
+            for loop, fut in waiters:
+                _wake(loop, fut)
+        else:
+            self.epoch += 1  # before the state: a lease reads state then epoch
+            self.state = SUSPENDED if state == "SUSPENDED" else LOST
+            self._up.clear()
+        self.dispatcher.submit(lambda: self._changed(old, self.state))
+
+    def _changed(self, old: str, new: str) -> None:
+        # Dispatcher thread.
+        timer, self._lost_timer = self._lost_timer, None
+        if timer is not None:
+            timer.cancel()
+        if new == SUSPENDED and not self._closed:
+            # kazoo learns of an expiry only when it reconnects: declare the loss
+            # ourselves once the server has expired the session for sure.
+            timer = threading.Timer(self.session_timeout, self._expired, (self.epoch,))
+            timer.daemon = True
+            timer.start()
+            self._lost_timer = timer
+        if new == CONNECTED:
+            cleanups, self.cleanups = self.cleanups, []
+            for fn in cleanups:
+                fn()
+        self._on_state(old, new)
+
+    def _expired(self, epoch: int) -> None:
+        if self.epoch == epoch and self.state == SUSPENDED and not self._closed:
+            self.dispatcher.submit(lambda: self._on_state(SUSPENDED, LOST))
+
+    # ---- the call path -------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._started_at is None and not self._closed:
+                self._started_at = _monotonic()
+                self.kz.start_async()
+
+    def ready(self, budget: float) -> Any:
+        """The kazoo client if CONNECTED, after waiting (within ``budget``) only while the
+        first connect is under way; else NotConnectedError at once."""
+        if self.state == CONNECTED:
+            return self.kz
+        if self._closed:
+            raise NotConnectedError("client is closed")
+        if self._started_at is None:
+            self._start()
+        if self.state == NEW and self._started_at is not None:
+            wait = min(budget, self._started_at + self.connect_timeout - _monotonic())
+            if wait > 0 and self._up.wait(wait) and self.state == CONNECTED:
+                return self.kz
+            if wait >= budget:  # the call's budget ran out, not the connect budget
+                raise self.timeout_error("no connection within the call's budget")
+        raise NotConnectedError(f"session {self.state.lower()}: not connected")
+
+    async def aready(self, budget: float) -> Any:
+        """:meth:`ready` for asyncio: the first-connect wait does not block the loop."""
+        if self.state == CONNECTED:
+            return self.kz
+        if self._closed:
+            raise NotConnectedError("client is closed")
+        if self._started_at is None:
+            self._start()
+        if self.state == NEW and self._started_at is not None:
+            import asyncio
+
+            wait = min(budget, self._started_at + self.connect_timeout - _monotonic())
+            if wait > 0:
+                loop = asyncio.get_running_loop()
+                fut = loop.create_future()
+                self._async_waiters.append((loop, fut))
+                if self.state == CONNECTED:  # connected meanwhile: no wake-up will come
+                    return self.kz
+                try:
+                    await asyncio.wait_for(fut, wait)
+                except TimeoutError:
+                    pass
+                if self.state == CONNECTED:
+                    return self.kz
+            if wait >= budget:
+                raise self.timeout_error("no connection within the call's budget")
+        raise NotConnectedError(f"session {self.state.lower()}: not connected")
+
+    def wait(self, result: Any, deadline: float) -> Any:
+        """``result.get()`` bounded by ``deadline`` (monotonic); KazooTimeoutError past it.
+
+        A request that timed out is not cancelled: kazoo may still send it.
+        """
+        left = deadline - _monotonic()
+        if left <= 0:
+            raise self.timeout_error("deadline passed before the request was sent")
+        pending = self._pending
+        pending.add(result)
+        try:
+            return result.get(True, left)
+        finally:
+            pending.discard(result)
+
+    async def await_(self, result: Any, deadline: float) -> Any:
+        """:meth:`wait` for asyncio: the result is bridged to a future of this loop."""
+        import asyncio
+
+        left = deadline - _monotonic()
+        if left <= 0:
+            raise self.timeout_error("deadline passed before the request was sent")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def link(r: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, fut, r)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        result.rawlink(link)
+        try:
+            return await asyncio.wait_for(fut, left)
+        except TimeoutError:
+            raise self.timeout_error("no reply within the deadline") from None
+        finally:
+            result.unlink(link)
+
+    # ---- release -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Fail every pending wait at once, stop kazoo in the background."""
+        from kazoo.exceptions import ConnectionClosedError
+
+        self._closed = True
+        self.epoch += 1
+        self.state = LOST
+        self._up.set()  # wake a first-connect wait: it then sees the closed state
+        for result in list(self._pending):
+            result.set_exception(ConnectionClosedError("client is closed"))
+        for loop, fut in self._async_waiters:
+            _wake(loop, fut)
+        timer = self._lost_timer
+        if timer is not None:
+            timer.cancel()
+        self.dispatcher.close()
+        if self._started_at is not None:
+            kz = self.kz
+            threading.Thread(target=_stop, args=(kz,), name="zookeeper-stop",
+                             daemon=True).start()
+
+
+def _stop(kz: Any) -> None:
+    try:
+        kz.stop()
+        kz.close()
+    except Exception:  # noqa: BLE001 - a stop that fails leaves daemon threads only
+        _log.debug("zookeeper: stop failed", exc_info=True)
+
+
+def _wake(loop: Any, fut: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(_resolve, fut)
+    except RuntimeError:  # the loop is closed
+        pass
+
+
+def _resolve(fut: Any) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _settle(fut: Any, result: Any) -> None:
+    if fut.done():
+        return
+    try:
+        fut.set_result(result.get(block=False))
+    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+        fut.set_exception(exc)
