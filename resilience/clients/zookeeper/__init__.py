@@ -5,8 +5,40 @@ Importing this package imports no driver: kazoo is imported when a client is bui
 
 from resilience.clients.zookeeper._async import AsyncZooKeeper
 from resilience.clients.zookeeper._common import IDEMPOTENT, WRITES, error_map
+from resilience.clients.zookeeper._ids import (
+    ClockMovedBackwardsError,
+    IdGenerator,
+    WorkerLostError,
+    parse_id,
+)
 from resilience.clients.zookeeper._options import ZooKeeperOptions
+from resilience.clients.zookeeper._recipes import (
+    Election,
+    Lease,
+    LeaseLostError,
+    Lock,
+    LockTimeout,
+)
+from resilience.clients.zookeeper._watches import ChildrenWatch, DataWatch
 from resilience.clients.zookeeper._sync import Transaction, ZooKeeper
 
-__all__ = ["IDEMPOTENT", "AsyncZooKeeper", "WRITES", "Transaction", "ZooKeeper", "ZooKeeperOptions",
-           "error_map"]
+__all__ = [
+    "IDEMPOTENT",
+    "WRITES",
+    "AsyncZooKeeper",
+    "ChildrenWatch",
+    "ClockMovedBackwardsError",
+    "DataWatch",
+    "Election",
+    "IdGenerator",
+    "Lease",
+    "LeaseLostError",
+    "Lock",
+    "LockTimeout",
+    "Transaction",
+    "WorkerLostError",
+    "ZooKeeper",
+    "ZooKeeperOptions",
+    "error_map",
+    "parse_id",
+]

@@ -163,10 +163,19 @@ class Session:
             timer.start()
             self._lost_timer = timer
         if new == CONNECTED:
-            cleanups, self.cleanups = self.cleanups, []
-            for fn in cleanups:
-                fn()
+            self._run_cleanups()
         self._on_state(old, new)
+
+    def defer(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the dispatcher thread once CONNECTED (now, if it is)."""
+        self.cleanups.append(fn)
+        if self.state == CONNECTED and not self._closed:
+            self.dispatcher.submit(self._run_cleanups)
+
+    def _run_cleanups(self) -> None:
+        cleanups, self.cleanups = self.cleanups, []
+        for fn in cleanups:
+            fn()
 
     def _expired(self, epoch: int) -> None:
         if self.epoch == epoch and self.state == SUSPENDED and not self._closed:
