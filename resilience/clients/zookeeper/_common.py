@@ -136,6 +136,7 @@ class ZooKeeperBase(ClientBase[Session]):
         self._hosts = ",".join(opts.hosts) + chroot
         self._listeners: list[SessionListener] = []
         self.client_prefix = uuid.uuid4().hex  # protected names of this client's creates
+        self.ready_paths: set[str] = set()  # lock parents known to exist
         super().__init__([",".join(opts.hosts)], opts, events=events, breakers=breakers,
                          clock=clock)
 

@@ -167,7 +167,6 @@ class Lock:
         self._zk, self.path, self.timeout = zk, path.rstrip("/") or "/", timeout
         self.identifier = identifier
         self._lease: Lease | None = None
-        self._path_ready = False
 
     def acquire(self, *, timeout: float | None = None) -> Lease:
         """Take the lock within ``timeout`` (default: the lock's); a :class:`Lease`.
@@ -186,9 +185,9 @@ class Lock:
         node: str | None = None
         try:
             with deadline_scope(budget):
-                if not self._path_ready:
+                if self.path not in zk.ready_paths:  # once per client and path
                     zk.ensure_path(self.path)
-                    self._path_ready = True
+                    zk.ready_paths.add(self.path)
                 epoch = session.epoch  # connected now: a later change is a disconnect
                 node = zk._call("create_protected", 0, zk._protected_create(
                     f"{self.path}/{self.kind}-", self.identifier.encode(), True, True, False,
