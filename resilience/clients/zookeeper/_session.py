@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -121,6 +122,7 @@ class Session:
         self.state = NEW
         self.epoch = 0
         self.session_id: int | None = None
+        self.last_reply = 0.0  # monotonic time of the last reply to one of our requests
         self.dispatcher = Dispatcher("zookeeper-callbacks")
         self._on_state = on_state
         self._started_at: float | None = None
@@ -138,6 +140,7 @@ class Session:
         # kazoo's connection thread: flip attributes, hand everything else off.
         old = self.state
         if state == CONNECTED:
+            self.last_reply = _monotonic()
             self.session_id = self.kz.client_id[0] if self.kz.client_id else None
             self.state = CONNECTED
             self._up.set()
@@ -245,9 +248,35 @@ class Session:
         pending = self._pending
         pending.add(result)
         try:
-            return result.get(True, left)
+            value = result.get(True, left)
+        except self.timeout_error:
+            self.stalled()
+            raise
+        except Exception:
+            self.last_reply = _monotonic()  # the server answered (NoNode...) or kazoo did
+            raise
         finally:
             pending.discard(result)
+        self.last_reply = _monotonic()
+        return value
+
+    def stalled(self) -> None:
+        """A request timed out: drop the connection if nothing came back for 2/3 of the
+        session timeout, so kazoo moves to another member and reports SUSPENDED.
+
+        kazoo pings only when it has sent nothing for 1/3 of the session timeout, so
+        steady requests to a frozen member keep it from ever noticing (measured: a
+        session stuck on a frozen member for 20 s while requests timed out).
+        """
+        if _monotonic() - self.last_reply < self.session_timeout * 2 / 3:
+            return
+        sock = getattr(self.kz._connection, "_socket", None)
+        if sock is not None and self.state == CONNECTED:
+            self.last_reply = _monotonic()  # once per stall, not per call
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     async def await_(self, result: Any, deadline: float) -> Any:
         """:meth:`wait` for asyncio: the result is bridged to a future of this loop."""
@@ -267,11 +296,17 @@ class Session:
 
         result.rawlink(link)
         try:
-            return await asyncio.wait_for(fut, left)
+            value = await asyncio.wait_for(fut, left)
         except TimeoutError:
+            self.stalled()
             raise self.timeout_error("no reply within the deadline") from None
+        except Exception:
+            self.last_reply = _monotonic()
+            raise
         finally:
             result.unlink(link)
+        self.last_reply = _monotonic()
+        return value
 
     # ---- release -------------------------------------------------------------------
 
