@@ -1,4 +1,5 @@
-"""Every program in examples/ runs to completion against its real server (memcached or ZooKeeper)."""
+"""Every program in examples/ runs to completion against its real server (memcached,
+ZooKeeper)."""
 
 from __future__ import annotations
 

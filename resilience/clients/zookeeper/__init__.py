@@ -19,8 +19,8 @@ from resilience.clients.zookeeper._recipes import (
     Lock,
     LockTimeout,
 )
-from resilience.clients.zookeeper._watches import ChildrenWatch, DataWatch
 from resilience.clients.zookeeper._sync import Transaction, ZooKeeper
+from resilience.clients.zookeeper._watches import ChildrenWatch, DataWatch
 
 __all__ = [
     "IDEMPOTENT",

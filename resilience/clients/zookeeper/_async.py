@@ -99,7 +99,7 @@ class AsyncZooKeeper(ZooKeeperBase):
         if protected is None:
             protected = sequence
         if not protected:
-            return await self._acall("create", 0, lambda c: c.wait(c.kz.create_async(  # type: ignore[no-any-return]
+            return await self._acall("create", 0, lambda c: c.wait(c.kz.create_async(
                 path, value, ephemeral=ephemeral, sequence=sequence, makepath=makepath)),
                 timeout)
         prefix = f"{self.client_prefix}{uuid.uuid4().hex[:8]}"
@@ -172,5 +172,5 @@ class AsyncTransaction(Transaction):
 
     async def commit(self, *, timeout: float | None = None) -> list[Any]:  # type: ignore[override]
         """The result of each operation; never retried."""
-        return await self._azk._acall(  # type: ignore[no-any-return]
+        return await self._azk._acall(
             "transaction", 0, lambda c: c.wait(self.build(c.kz).commit_async()), timeout)

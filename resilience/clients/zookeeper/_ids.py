@@ -36,7 +36,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from resilience.clients.zookeeper._session import CONNECTED
+from resilience.clients.zookeeper._session import CONNECTED, Session
 from resilience.core.deadline import deadline as deadline_scope
 from resilience.errors import BackendUnavailableError, ResilienceError
 
@@ -87,7 +87,7 @@ class IdGenerator:
         self._claim_timeout = claim_timeout or zk.options.timeout
         self._max_back_ms = int(max_backwards * 1000)
         self._lock = threading.Lock()
-        self._session = None
+        self._session: Session | None = None
         self._epoch = -1
         self.worker: int | None = None
         """The claimed worker number (None before the first claim)."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from resilience.clients.zookeeper._session import CONNECTED, Session
@@ -78,7 +79,7 @@ def discard_node(session: Session, node: str | None, parent: str, prefix: str) -
             result.get(block=False)
         except ConnectionLoss:  # the session may live on: try after the reconnect
             session.defer(again)
-        except Exception:  # noqa: BLE001 - gone already, or gone with the session
+        except Exception:
             pass
 
     if node is not None:
@@ -91,13 +92,20 @@ def discard_node(session: Session, node: str | None, parent: str, prefix: str) -
         except ConnectionLoss:
             session.defer(again)
             return
-        except Exception:  # noqa: BLE001 - no parent, or the session is gone
+        except Exception:
             return
         for child in children:
             if child.startswith(f"_c_{prefix}-"):
                 kz.delete_async(f"{parent.rstrip('/')}/{child}").rawlink(deleted)
 
     kz.get_children_async(parent).rawlink(listed)
+
+
+def _exists_watch(path: str, gone: threading.Event) -> Callable[[Any], Any]:
+    # kazoo's own watch (its thread), not the dispatching one: it only sets an Event.
+    def request(kz: Any) -> Any:
+        return kz.exists_async(path, lambda _event: gone.set())
+    return request
 
 
 class Lease:
@@ -223,9 +231,7 @@ class Lock:
                 return Lease(zk, session, epoch, node)
             gone = threading.Event()
             before = f"{self.path}/{ordered[index - 1]}"
-            # kazoo's own watch (its thread), not the dispatching one: only sets an Event.
-            if zk.run("exists", lambda kz, p=before: kz.exists_async(
-                    p, lambda _event: gone.set())) is None:
+            if zk.run("exists", _exists_watch(before, gone)) is None:
                 continue
             while not gone.is_set():
                 left = end - _monotonic()

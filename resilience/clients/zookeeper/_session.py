@@ -28,6 +28,7 @@ can wait 10 s for the connection thread).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import socket
@@ -106,8 +107,11 @@ class Session:
 
         auth = [tuple(options.auth.split(":", 1))] if options.auth else None
         self.timeout_error = KazooTimeoutError
+        self._members = len(hosts.split("/", 1)[0].split(","))
+        self.connect_failures = 0  # failed TCP connects since the last CONNECTED
         self.kz = KazooClient(
             hosts=hosts,
+            handler=_handler(options.connect_timeout, self._connect_failed),
             timeout=options.session_timeout,
             auth_data=auth,
             # Keep reconnecting for good, but never pause long (default max_delay: 1 h).
@@ -140,6 +144,7 @@ class Session:
         # kazoo's connection thread: flip attributes, hand everything else off.
         old = self.state
         if state == CONNECTED:
+            self.connect_failures = 0
             self.last_reply = _monotonic()
             self.session_id = self.kz.client_id[0] if self.kz.client_id else None
             self.state = CONNECTED
@@ -152,6 +157,16 @@ class Session:
             self.state = SUSPENDED if state == "SUSPENDED" else LOST
             self._up.clear()
         self.dispatcher.submit(lambda: self._changed(old, self.state))
+
+    def _connect_failed(self) -> None:
+        # kazoo's connection thread: a TCP connect failed (refused, unreachable, timed
+        # out). Once every member failed, a first-connect wait has nothing to wait for.
+        self.connect_failures += 1
+        if self.state == NEW and self.connect_failures >= self._members:
+            self._up.set()
+            waiters, self._async_waiters = self._async_waiters, []
+            for loop, fut in waiters:
+                _wake(loop, fut)
 
     def _changed(self, old: str, new: str) -> None:
         # Dispatcher thread.
@@ -201,13 +216,21 @@ class Session:
             raise NotConnectedError("client is closed")
         if self._started_at is None:
             self._start()
-        if self.state == NEW and self._started_at is not None:
+        if self.state == NEW and self._started_at is not None and not self._refused():
             wait = min(budget, self._started_at + self.connect_timeout - _monotonic())
             if wait > 0 and self._up.wait(wait) and self.state == CONNECTED:
                 return self.kz
-            if wait >= budget:  # the call's budget ran out, not the connect budget
+            if wait >= budget and not self._refused():  # the call's budget ran out
                 raise self.timeout_error("no connection within the call's budget")
-        raise NotConnectedError(f"session {self.state.lower()}: not connected")
+        raise NotConnectedError(self._why())
+
+    def _refused(self) -> bool:
+        return self.connect_failures >= self._members
+
+    def _why(self) -> str:
+        if self.state == NEW and self._refused():
+            return f"session new: connecting failed on every member ({self._members})"
+        return f"session {self.state.lower()}: not connected"
 
     async def aready(self, budget: float) -> Any:
         """:meth:`ready` for asyncio: the first-connect wait does not block the loop."""
@@ -217,7 +240,7 @@ class Session:
             raise NotConnectedError("client is closed")
         if self._started_at is None:
             self._start()
-        if self.state == NEW and self._started_at is not None:
+        if self.state == NEW and self._started_at is not None and not self._refused():
             import asyncio
 
             wait = min(budget, self._started_at + self.connect_timeout - _monotonic())
@@ -227,15 +250,13 @@ class Session:
                 self._async_waiters.append((loop, fut))
                 if self.state == CONNECTED:  # connected meanwhile: no wake-up will come
                     return self.kz
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(fut, wait)
-                except TimeoutError:
-                    pass
                 if self.state == CONNECTED:
                     return self.kz
-            if wait >= budget:
+            if wait >= budget and not self._refused():
                 raise self.timeout_error("no connection within the call's budget")
-        raise NotConnectedError(f"session {self.state.lower()}: not connected")
+        raise NotConnectedError(self._why())
 
     def wait(self, result: Any, deadline: float) -> Any:
         """``result.get()`` bounded by ``deadline`` (monotonic); KazooTimeoutError past it.
@@ -273,10 +294,8 @@ class Session:
         sock = getattr(self.kz._connection, "_socket", None)
         if sock is not None and self.state == CONNECTED:
             self.last_reply = _monotonic()  # once per stall, not per call
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     async def await_(self, result: Any, deadline: float) -> Any:
         """:meth:`wait` for asyncio: the result is bridged to a future of this loop."""
@@ -289,10 +308,8 @@ class Session:
         fut = loop.create_future()
 
         def link(r: Any) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                 loop.call_soon_threadsafe(_settle, fut, r)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
 
         result.rawlink(link)
         try:
@@ -332,19 +349,36 @@ class Session:
                              daemon=True).start()
 
 
+def _handler(connect_timeout: float, on_failure: Callable[[], None]) -> Any:
+    """kazoo's threading handler whose TCP connects are capped at ``connect_timeout``
+    (kazoo uses the whole session timeout) and report their failures."""
+    from kazoo.handlers.threading import SequentialThreadingHandler
+
+    class Handler(SequentialThreadingHandler):  # type: ignore[misc]
+        def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+            timeout = kwargs.get("timeout")
+            kwargs["timeout"] = connect_timeout if timeout is None else min(
+                timeout, connect_timeout)
+            try:
+                return super().create_connection(*args, **kwargs)
+            except Exception:
+                on_failure()
+                raise
+
+    return Handler()
+
+
 def _stop(kz: Any) -> None:
     try:
         kz.stop()
         kz.close()
-    except Exception:  # noqa: BLE001 - a stop that fails leaves daemon threads only
+    except Exception:
         _log.debug("zookeeper: stop failed", exc_info=True)
 
 
 def _wake(loop: Any, fut: Any) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop is closed
         loop.call_soon_threadsafe(_resolve, fut)
-    except RuntimeError:  # the loop is closed
-        pass
 
 
 def _resolve(fut: Any) -> None:
@@ -357,5 +391,5 @@ def _settle(fut: Any, result: Any) -> None:
         return
     try:
         fut.set_result(result.get(block=False))
-    except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+    except BaseException as exc:
         fut.set_exception(exc)

@@ -300,5 +300,5 @@ class Transaction:
     def commit(self, *, timeout: float | None = None) -> list[Any]:
         """The result of each operation (kazoo's: a path, a stat, True, or an exception
         such as RolledBackError when the transaction failed)."""
-        return self._zk._call("transaction", 0,  # type: ignore[no-any-return]
+        return self._zk._call("transaction", 0,
                               lambda c: c.wait(self.build(c.kz).commit_async()), timeout)

@@ -33,7 +33,7 @@ class _Watch:
         if self._session.state != CONNECTED:
             try:  # start the session; if it is not up in time the next CONNECTED arms
                 self._session.ready(zk.options.connect_timeout)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 return
         self._arm()
 
@@ -92,7 +92,7 @@ class DataWatch(_Watch):
             self._session.kz.exists_async(self.path, self._fired)
             self._deliver(None, lambda: self._fn(None, None))
             return
-        except Exception:  # noqa: BLE001 - connection trouble: the next CONNECTED re-arms
+        except Exception:
             return
         self._deliver((stat.mzxid, stat.version), lambda: self._fn(data, stat))
 
@@ -117,6 +117,6 @@ class ChildrenWatch(_Watch):
             self._session.kz.exists_async(self.path, self._fired)
             self._deliver(None, lambda: self._fn(None))
             return
-        except Exception:  # noqa: BLE001
+        except Exception:
             return
         self._deliver(tuple(children), lambda: self._fn(children))

@@ -74,8 +74,11 @@ def test_partitioned_holder_loses_lease_before_another_acquires(
     proxy.add(toxics.Blackhole())
     start = time.monotonic()
     invalid_at: list[float] = []
-    watcher = threading.Thread(target=lambda: wait_for(lambda: not lease.valid and (
-        invalid_at.append(time.monotonic()) or True), 10.0))
+    def watch() -> None:
+        if wait_for(lambda: not lease.valid, 10.0):
+            invalid_at.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch)
     watcher.start()
     taken = other.lock(path, timeout=10.0).acquire()
     acquired_at = time.monotonic()
