@@ -8,9 +8,10 @@ timeout, clamped up by the server, and the TCP connect timeout), ``start(timeout
 and ``get_async().get(timeout=budget)``. The wrapper is
 :class:`resilience.clients.zookeeper.ZooKeeper` with that budget and its defaults.
 
-The ``node-loss`` rows run on three standalone servers (the generic scenario), each
-holding the node; a client's session uses one of them, so they are not an ensemble's
-node loss (tests/clients/zookeeper/test_ensemble.py covers that).
+The ``node-loss`` rows run on a 3-member ensemble (``start_cluster``) with member 0
+frozen: ``node-loss`` subjects list member 0 first and do not shuffle the hosts, so
+their session starts on the member that freezes; ``node-loss-others`` subjects start on
+member 1.
 """
 
 from __future__ import annotations
@@ -31,20 +32,23 @@ NODE = "/bench-key"
 VALUE = b"v" * 64
 
 
-def _hosts(nodes: Sequence[tuple[str, int]]) -> str:
-    return ",".join(f"{h}:{p}" for h, p in nodes)
+def _hosts(nodes: Sequence[tuple[str, int]], target: int = 0) -> str:
+    """The hosts string with ``nodes[target]`` first (its session starts there)."""
+    ordered = [nodes[target], *(n for i, n in enumerate(nodes) if i != target)]
+    return ",".join(f"{h}:{p}" for h, p in ordered)
 
 
 class RawSubject:
     """kazoo with its defaults (``budget`` None) or every timeout at the budget."""
 
-    def __init__(self, name: str, nodes: Sequence[tuple[str, int]], budget: float | None):
+    def __init__(self, name: str, nodes: Sequence[tuple[str, int]], budget: float | None,
+                 target: int = 0):
         from kazoo.client import KazooClient
 
         self.name = name
         self._budget = budget
         kwargs: dict[str, Any] = {} if budget is None else {"timeout": budget}
-        self._kz = KazooClient(hosts=_hosts(nodes), **kwargs)
+        self._kz = KazooClient(hosts=_hosts(nodes, target), randomize_hosts=False, **kwargs)
         self._started = False
 
     def call(self) -> object:
@@ -94,12 +98,13 @@ def _stop(kz: Any) -> None:
 class WrapperSubject:
     """The resilience wrapper with ``budget`` as the call timeout."""
 
-    def __init__(self, nodes: Sequence[tuple[str, int]], budget: float) -> None:
+    def __init__(self, nodes: Sequence[tuple[str, int]], budget: float, target: int = 0):
         from resilience.clients.zookeeper import ZooKeeper
         from resilience.core.breaker import BreakerState
 
         self.name = "wrapper"
-        self._zk = ZooKeeper(_hosts(nodes), timeout=budget, environ={})
+        self._zk = ZooKeeper(_hosts(nodes, target), timeout=budget, randomize_hosts=False,
+                             environ={})
         self._open_states = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
 
     def call(self) -> object:
@@ -137,12 +142,25 @@ class ZooKeeperBench:
     def subject(self, kind: str, nodes: Sequence[tuple[str, int]], budget: float,
                 target: int = 0) -> Subject:
         if kind == "raw-default":
-            return RawSubject(kind, nodes, None)
+            return RawSubject(kind, nodes, None, target)
         if kind == "raw-tuned":
-            return RawSubject(kind, nodes, budget)
+            return RawSubject(kind, nodes, budget, target)
         if kind == "wrapper":
-            return WrapperSubject(nodes, budget)
+            return WrapperSubject(nodes, budget, target)
         raise ValueError(f"unknown subject {kind!r}")
+
+    def start_cluster(self, work_dir: str, nodes: int) -> list[RunningServer]:
+        """A started ensemble of ``nodes`` members holding the node (node-loss rows)."""
+        from resilience.servers.zookeeper import ensemble
+
+        cluster = ensemble(Path(work_dir), nodes)
+        cluster.start(60.0)
+        try:
+            _store(cluster.hosts)
+        except BaseException:
+            cluster.stop()
+            raise
+        return list(cluster.members)
 
     def overhead(self, host: str, port: int, calls: int) -> list[OverheadRow]:
         return _overhead(f"{host}:{port}", calls)

@@ -124,8 +124,10 @@ class ZooKeeperBase(ClientBase[Session]):
         events: EventBus | None = None,
         breakers: BreakerRegistry | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        randomize_hosts: bool = True,
         **options: Any,
     ) -> None:
+        self._randomize_hosts = randomize_hosts
         opts: ZooKeeperOptions = self._resolve(
             name, environ, {"hosts": parse_hosts(hosts), **options})
         chroot = opts.chroot.rstrip("/")
@@ -146,7 +148,8 @@ class ZooKeeperBase(ClientBase[Session]):
         return error_map()
 
     def _build_driver(self) -> Session:
-        return Session(self._hosts, self.options, self._session_changed)
+        return Session(self._hosts, self.options, self._session_changed,
+                       randomize_hosts=self._randomize_hosts)
 
     def _close_driver(self, session: Session) -> None:
         session.close()

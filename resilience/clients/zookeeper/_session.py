@@ -101,7 +101,8 @@ class Session:
         on_state: called on the dispatcher thread with (old, new) state names.
     """
 
-    def __init__(self, hosts: str, options: Any, on_state: Callable[[str, str], None]) -> None:
+    def __init__(self, hosts: str, options: Any, on_state: Callable[[str, str], None], *,
+                 randomize_hosts: bool = True) -> None:
         from kazoo.client import KazooClient
         from kazoo.handlers.threading import KazooTimeoutError
 
@@ -111,6 +112,7 @@ class Session:
         self.connect_failures = 0  # failed TCP connects since the last CONNECTED
         self.kz = KazooClient(
             hosts=hosts,
+            randomize_hosts=randomize_hosts,
             handler=_handler(options.connect_timeout, self._connect_failed),
             timeout=options.session_timeout,
             auth_data=auth,

@@ -95,6 +95,8 @@ class ZooKeeper(ZooKeeperBase):
             ``session`` state changes); a private silent one by default.
         breakers: a breaker registry to share (keyed by the hosts string).
         clock: time source of the pipeline and breakers (a fake clock in tests).
+        randomize_hosts: shuffle the members before connecting (kazoo's default); False
+            tries them in the order given.
         **options: any :class:`~resilience.clients.zookeeper.ZooKeeperOptions` field by
             its flat name (``timeout``, ``connect_timeout``, ``session_timeout``,
             ``chroot``, ``auth``, ``breaker_failure_rate``, ``retry_attempts``...).
