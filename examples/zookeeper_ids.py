@@ -1,7 +1,8 @@
 """k-sortable 64-bit IDs (Snowflake): the worker number is claimed once through an
 ephemeral node; after that an ID costs microseconds and touches no server.
 
-Run: .venv/bin/python examples/zookeeper_ids.py   (needs ZooKeeper: resilience servers install zookeeper)
+Run: .venv/bin/python examples/zookeeper_ids.py
+(needs ZooKeeper: python -m resilience servers install zookeeper)
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A ZooKeeper lock held as a lease: acquisition is bounded, and the holder checks the
 lease before each step of its work, so it stops once its session is in doubt.
 
-Run: .venv/bin/python examples/zookeeper_lock.py   (needs ZooKeeper: resilience servers install zookeeper)
+Run: .venv/bin/python examples/zookeeper_lock.py
+(needs ZooKeeper: python -m resilience servers install zookeeper)
 """
 
 from __future__ import annotations
