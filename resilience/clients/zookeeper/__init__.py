@@ -18,6 +18,8 @@ from resilience.clients.zookeeper._recipes import (
     LeaseLostError,
     Lock,
     LockTimeout,
+    ReadWriteLock,
+    Semaphore,
 )
 from resilience.clients.zookeeper._sync import Transaction, ZooKeeper
 from resilience.clients.zookeeper._watches import ChildrenWatch, DataWatch
@@ -35,6 +37,8 @@ __all__ = [
     "LeaseLostError",
     "Lock",
     "LockTimeout",
+    "ReadWriteLock",
+    "Semaphore",
     "Transaction",
     "WorkerLostError",
     "ZooKeeper",

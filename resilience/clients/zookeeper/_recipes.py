@@ -42,7 +42,8 @@ from resilience.errors import BackendUnavailableError, ResilienceError
 if TYPE_CHECKING:
     from resilience.clients.zookeeper._sync import ZooKeeper
 
-__all__ = ["Election", "Lease", "LeaseLostError", "Lock", "LockTimeout", "discard_node"]
+__all__ = ["Election", "Lease", "LeaseLostError", "Lock", "LockTimeout", "ReadLock",
+           "ReadWriteLock", "Semaphore", "WriteLock", "discard_node"]
 
 _monotonic = time.monotonic
 _SLICE = 0.05  # a waiting contender looks at the session state this often
@@ -99,6 +100,12 @@ def discard_node(session: Session, node: str | None, parent: str, prefix: str) -
                 kz.delete_async(f"{parent.rstrip('/')}/{child}").rawlink(deleted)
 
     kz.get_children_async(parent).rawlink(listed)
+
+
+def _children_watch(path: str, gone: threading.Event) -> Callable[[Any], Any]:
+    def request(kz: Any) -> Any:
+        return kz.get_children_async(path, lambda _event: gone.set())
+    return request
 
 
 def _exists_watch(path: str, gone: threading.Event) -> Callable[[Any], Any]:
@@ -220,18 +227,21 @@ class Lock:
             if session.epoch != epoch:
                 raise LeaseLostError("disconnected while acquiring", service="zookeeper",
                                      operation=self.kind, endpoint=zk.endpoints[0])
-            children = zk.get_children(self.path) or []
+            gone = threading.Event()
+            if self.watch_children:  # list and watch in one request: no change missed
+                children = zk.run("get_children", _children_watch(self.path, gone)) or []
+            else:
+                children = zk.get_children(self.path) or []
             ordered = sorted((c for c in children if _seq(c) >= 0), key=_seq)
             if mine not in ordered:
                 raise LeaseLostError("the contender node is gone (session lost)",
                                      service="zookeeper", operation=self.kind,
                                      endpoint=zk.endpoints[0])
-            index = ordered.index(mine)
-            if index == 0:
+            blocker = self._blocker(ordered, ordered.index(mine))
+            if blocker is None:
                 return Lease(zk, session, epoch, node)
-            gone = threading.Event()
-            before = f"{self.path}/{ordered[index - 1]}"
-            if zk.run("exists", _exists_watch(before, gone)) is None:
+            if blocker and zk.run("exists", _exists_watch(f"{self.path}/{blocker}",
+                                                          gone)) is None:
                 continue
             while not gone.is_set():
                 left = end - _monotonic()
@@ -242,6 +252,14 @@ class Lock:
                 if session.epoch != epoch:
                     break
                 gone.wait(min(left, _SLICE))
+
+    watch_children = False
+    """Wait for any change of the children (a semaphore) instead of one node's deletion."""
+
+    def _blocker(self, ordered: list[str], index: int) -> str | None:
+        """The contender whose deletion to wait for; None: ours is the turn ("": wait
+        for any change of the children)."""
+        return None if index == 0 else ordered[index - 1]
 
     def release(self, *, timeout: float | None = None) -> None:
         """Release the lease this object acquired (no-op when none)."""
@@ -282,3 +300,54 @@ class Election(Lock):
     def lead(self, *, timeout: float) -> Lease:
         """Become leader within ``timeout`` (LockTimeout otherwise)."""
         return self.acquire(timeout=timeout)
+
+
+class ReadLock(Lock):
+    """The shared side of a read/write lock: held alongside other readers, never with a
+    writer that queued earlier (so writers are not starved)."""
+
+    kind = "read"
+
+    def _blocker(self, ordered: list[str], index: int) -> str | None:
+        writers = [c for c in ordered[:index] if "-write-" in c]
+        return writers[-1] if writers else None
+
+
+class WriteLock(Lock):
+    """The exclusive side of a read/write lock: waits for every earlier contender."""
+
+    kind = "write"
+
+
+class ReadWriteLock:
+    """``rw = zk.rw_lock(path)``; ``with rw.read(timeout=1.0) as lease:`` (shared) or
+    ``with rw.write(timeout=1.0) as lease:`` (exclusive). Same bounds and leases as
+    :class:`Lock`."""
+
+    def __init__(self, zk: ZooKeeper, path: str, identifier: str = "") -> None:
+        self._zk, self.path, self.identifier = zk, path, identifier
+
+    def read(self, *, timeout: float) -> ReadLock:
+        return ReadLock(self._zk, self.path, timeout=timeout, identifier=self.identifier)
+
+    def write(self, *, timeout: float) -> WriteLock:
+        return WriteLock(self._zk, self.path, timeout=timeout, identifier=self.identifier)
+
+
+class Semaphore(Lock):
+    """At most ``max_leases`` holders at once: ``with zk.semaphore(path, 3, timeout=1.0)
+    as lease:``. Same bounds and leases as :class:`Lock`; every holder shares the
+    ``max_leases`` it was given (keep it the same for one path)."""
+
+    kind = "slot"
+    watch_children = True
+
+    def __init__(self, zk: ZooKeeper, path: str, max_leases: int, *, timeout: float,
+                 identifier: str = "") -> None:
+        if max_leases < 1:
+            raise ValueError(f"max_leases must be >= 1, got {max_leases!r}")
+        super().__init__(zk, path, timeout=timeout, identifier=identifier)
+        self.max_leases = max_leases
+
+    def _blocker(self, ordered: list[str], index: int) -> str | None:
+        return None if index < self.max_leases else ""

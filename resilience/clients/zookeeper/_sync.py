@@ -242,6 +242,20 @@ class ZooKeeper(ZooKeeperBase):
 
         return Lock(self, path, timeout=timeout, identifier=identifier)
 
+    def rw_lock(self, path: str, *, identifier: str = "") -> Any:
+        """A read/write lock: ``rw.read(timeout=...)`` / ``rw.write(timeout=...)``; see
+        :class:`~resilience.clients.zookeeper.ReadWriteLock`."""
+        from resilience.clients.zookeeper._recipes import ReadWriteLock
+
+        return ReadWriteLock(self, path, identifier)
+
+    def semaphore(self, path: str, max_leases: int, *, timeout: float,
+                  identifier: str = "") -> Any:
+        """At most ``max_leases`` holders; see :class:`~resilience.clients.zookeeper.Semaphore`."""
+        from resilience.clients.zookeeper._recipes import Semaphore
+
+        return Semaphore(self, path, max_leases, timeout=timeout, identifier=identifier)
+
     def election(self, path: str, identifier: str = "") -> Any:
         """Leader election on ``path``; see :class:`~resilience.clients.zookeeper.Election`."""
         from resilience.clients.zookeeper._recipes import Election

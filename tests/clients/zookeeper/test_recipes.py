@@ -174,3 +174,31 @@ def test_watches_survive_session_loss(zookeeper: Any, fault_proxy: Any, make_zk:
         (data, kids)
     writer.set(f"{path}/d", b"3")
     assert wait_for(lambda: data[-1:] == [b"3"], 5.0), data
+
+
+def test_read_write_lock_and_semaphore(zookeeper: Any, make_zk: Any, path: str) -> None:
+    """Readers share, a writer excludes them; a semaphore admits max_leases holders."""
+    a, b = (make_zk(zookeeper.address, timeout=2.0) for _ in range(2))
+    r1 = a.rw_lock(f"{path}/rw").read(timeout=2.0).acquire()
+    r2 = b.rw_lock(f"{path}/rw").read(timeout=2.0).acquire()
+    with pytest.raises(LockTimeout):
+        b.rw_lock(f"{path}/rw").write(timeout=0.2).acquire()
+    r1.release()
+    r2.release()
+    w = b.rw_lock(f"{path}/rw").write(timeout=2.0).acquire()
+    with pytest.raises(LockTimeout):
+        a.rw_lock(f"{path}/rw").read(timeout=0.2).acquire()
+    w.release()
+    s1 = a.semaphore(f"{path}/sem", 2, timeout=2.0).acquire()
+    s2 = b.semaphore(f"{path}/sem", 2, timeout=2.0).acquire()
+    with pytest.raises(LockTimeout):
+        a.semaphore(f"{path}/sem", 2, timeout=0.2).acquire()
+    waiter: list[Any] = []
+    thread = threading.Thread(target=lambda: waiter.append(
+        b.semaphore(f"{path}/sem", 2, timeout=5.0).acquire()))
+    thread.start()
+    time.sleep(0.2)
+    s1.release()
+    thread.join(5)
+    assert waiter and waiter[0].valid and s2.valid
+    assert wait_for(lambda: len(a.get_children(f"{path}/sem")) == 2, 5.0)
