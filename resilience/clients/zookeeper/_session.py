@@ -184,7 +184,27 @@ class Session:
             self._lost_timer = timer
         if new == CONNECTED:
             self._run_cleanups()
+        elif new == LOST:
+            self._revive()
         self._on_state(old, new)
+
+    def _revive(self) -> None:
+        """Start kazoo again if its connection thread died (dispatcher thread).
+
+        kazoo's loop ends on an exception it does not expect (measured: a garbled reply
+        header raises struct.error in the connection thread) and the client then stays
+        CLOSED for good. A session the wrapper did not close must come back.
+        """
+        kz = self.kz
+        if self._closed or kz._stopped.is_set():
+            return
+        if not kz._connection.connection_stopped.is_set():
+            return  # the loop is alive (an expired session): kazoo reconnects itself
+        _log.warning("zookeeper: kazoo's connection thread ended; starting it again")
+        try:
+            kz.start_async()
+        except Exception:  # noqa: BLE001 - logged; the next call reports not connected
+            _log.exception("zookeeper: could not restart kazoo")
 
     def defer(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` on the dispatcher thread once CONNECTED (now, if it is)."""
