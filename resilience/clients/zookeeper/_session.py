@@ -203,7 +203,7 @@ class Session:
         _log.warning("zookeeper: kazoo's connection thread ended; starting it again")
         try:
             kz.start_async()
-        except Exception:  # noqa: BLE001 - logged; the next call reports not connected
+        except Exception:
             _log.exception("zookeeper: could not restart kazoo")
 
     def defer(self, fn: Callable[[], object]) -> None:

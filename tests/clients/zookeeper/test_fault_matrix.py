@@ -17,7 +17,7 @@ from resilience.servers.zookeeper import ZooKeeper as ZooKeeperServer
 from .conftest import BUDGET, MARGIN, SMALL, MakeClient
 from .test_faults import timed, wait_for
 
-TOXICS = {
+TOXICS: dict[str, Any] = {
     "reset": lambda: toxics.Reset(after_bytes=1),
     "slow-drip": lambda: toxics.Slicer(average_size=1, delay_us=20_000),
     "garbage": lambda: toxics.Garbage(ratio=1.0),

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from resilience.clients.zookeeper import LeaseLostError, LockTimeout, WorkerLostError, ZooKeeper
-from resilience.faults import toxics
 
 from .conftest import FAST
-from .test_faults import wait_for
+from .test_faults import partition, wait_for
 
 
 def test_lock_timeouts_are_bounded_and_leave_no_contender(zookeeper: Any, make_zk: Any,
@@ -71,7 +70,7 @@ def test_partitioned_holder_loses_lease_before_another_acquires(
     other = make_zk(zookeeper.address, timeout=2.0, session_timeout=2.0)
     lease = holder.lock(path, timeout=2.0).acquire()
     other.exists("/")
-    proxy.add(toxics.Blackhole())
+    partition(proxy)
     start = time.monotonic()
     invalid_at: list[float] = []
     def watch() -> None:
@@ -139,7 +138,7 @@ def test_ids_fast_and_reclaimed_after_session_loss(zookeeper: Any, fault_proxy: 
     first = [gen.next_id() for _ in range(20000)]
     per_id = (time.perf_counter() - start) / 20000
     assert per_id < 20e-6, per_id
-    proxy.add(toxics.Blackhole())
+    partition(proxy)
     assert wait_for(lambda: zk.state != "CONNECTED", 5.0)
     with pytest.raises(WorkerLostError):
         gen.next_id()
@@ -164,7 +163,7 @@ def test_watches_survive_session_loss(zookeeper: Any, fault_proxy: Any, make_zk:
     zk.watch_children(path, kids.append)
     writer.create(f"{path}/d", b"1")
     assert wait_for(lambda: data[-1:] == [b"1"] and kids[-1:] == [["d"]], 5.0), (data, kids)
-    proxy.add(toxics.Blackhole())
+    partition(proxy)
     assert wait_for(lambda: zk.state != "CONNECTED", 5.0)
     time.sleep(1.5)
     writer.set(f"{path}/d", b"2")
