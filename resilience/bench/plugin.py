@@ -13,6 +13,10 @@ three things the generic runner cannot:
    read) per ``call()``;
 3. how to measure the healthy-path overhead (``overhead``), optional.
 
+A datastore whose nodes only work together (a ZooKeeper ensemble) may also offer
+``start_cluster(work_dir, nodes) -> list[RunningServer]``: the node-loss scenarios then
+start one cluster instead of independent nodes.
+
 Everything about faults (proxy toxics, iptables rules, SIGSTOP) is generic TCP and lives
 in :mod:`resilience.bench.scenarios`; a datastore needs nothing fault-specific.
 """
@@ -32,6 +36,7 @@ SUBJECTS = ("raw-default", "raw-tuned", "wrapper")
 
 DATASTORES: dict[str, str] = {
     "memcached": "resilience.bench.memcached:PLUGIN",
+    "zookeeper": "resilience.bench.zookeeper:PLUGIN",
 }
 """Datastore name -> ``module:attribute`` of its :class:`Datastore` object."""
 

@@ -20,8 +20,10 @@ latency-above / -below      proxy latency of 3x / 0.3x the budget
 reset                       proxy resets every connection
 slow-drip                   proxy slicer: one byte per 20 ms
 garbage                     proxy XORs every byte of the replies
-node-loss                   three nodes, one frozen: keys on the frozen node
-node-loss-others            three nodes, one frozen: keys on a surviving node
+node-loss                   three nodes, one frozen: keys on the frozen node (a
+                            cluster datastore: a session on the frozen member)
+node-loss-others            three nodes, one frozen: keys on a surviving node (a
+                            session on a surviving member)
 flapping                    the server is frozen and thawed every 300 ms
 ==========================  =========================================================
 
@@ -202,6 +204,14 @@ class _NodeLossSite:
 
     def __init__(self, env: Env, target: int) -> None:
         self.servers: list[RunningServer] = []
+        # A datastore whose nodes form one cluster (a ZooKeeper ensemble) starts them
+        # together; the others start three independent nodes.
+        start_cluster = getattr(env.datastore, "start_cluster", None)
+        if start_cluster is not None:
+            self.servers = list(start_cluster(tempfile.mkdtemp(dir=env.work_dir), 3))
+            self.nodes = [(s.host, s.port) for s in self.servers]
+            self.target = target
+            return
         try:
             for i in range(3):
                 self.servers.append(env.datastore.start_server(

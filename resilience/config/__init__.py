@@ -23,8 +23,9 @@ Field metadata understood by the resolver: ``env`` (the key), ``kind`` (below), 
 ``min`` / ``max`` (bounds, in seconds for durations), ``min_exclusive`` (the bound itself
 is not allowed), ``choices``, ``client_only`` (no RESILIENCE_DEFAULT_ form), ``secret``
 (shown as ``***`` everywhere), ``validate`` (a per-item check of a list: raises
-ValueError), ``item`` (what one list item looks like) and ``at_least`` (the name of a
-sibling field this one must not be below).
+ValueError), ``item`` (what one list item looks like), ``at_least`` (the name of a
+sibling field this one must not be below) and ``optional`` (a ``str`` that may be ``""``,
+meaning "not set"; an empty environment value is still an error).
 """
 
 from __future__ import annotations

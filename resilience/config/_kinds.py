@@ -227,7 +227,10 @@ def check_python(k: OptionKey, value: Any, label: str, service: str | None) -> A
     elif kind == "choice":
         ok = isinstance(value, str) and value in k.meta["choices"]
     elif kind == "str":
-        ok = isinstance(value, str) and bool(value.strip())
+        # An option marked optional=True may be "" (its "not set"); the environment
+        # still rejects an empty value (parse_env), so a typo cannot clear it.
+        ok = isinstance(value, str) and (bool(value.strip()) or (
+            value == "" and bool(k.meta.get("optional"))))
     elif kind == "list":
         seq = value.split(",") if isinstance(value, str) else value
         if isinstance(seq, (list, tuple)) and all(isinstance(i, str) for i in seq):

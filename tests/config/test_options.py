@@ -93,6 +93,8 @@ def invalid_python(k: OptionKey) -> list[Any]:
         return ["bogus", k.meta["choices"][0].upper()]
     if k.kind == "list":
         return [[], [1], ""] + ([("host",)] if "validate" in k.meta else [])
+    if k.meta.get("optional"):  # "" means "not set"; blank is still wrong
+        return ["  ", 3]
     return ["", 3]
 
 
@@ -141,7 +143,8 @@ def test_every_key_rejects_invalid_values_naming_variable_value_and_form(
         with pytest.raises(ConfigError) as info:
             run(config.CLIENTS[client], client, {var: raw})
         msg = str(info.value)
-        assert f"{var}={raw!r}" in msg and "expected " in msg, msg
+        shown = "***" if k.secret else repr(raw)  # a secret's value is never shown
+        assert f"{var}={shown}" in msg and "expected " in msg, msg
 
 
 @pytest.mark.parametrize(("client", "k"), ALL_KEYS, ids=IDS)
@@ -324,7 +327,13 @@ def test_register_client_checks_name_and_client_only_marks() -> None:
 @pytest.mark.parametrize(("client", "k"), ALL_KEYS, ids=IDS)
 def test_printed_default_reads_back_as_the_default(client: str, k: OptionKey) -> None:
     """What `resilience config` and the docs print for a default is a valid setting of it."""
+    if k.secret:  # a secret's default is printed as *** like any value of it
+        assert k.env_form(k.default) == "***"
+        return
     var = f"RESILIENCE_{client.upper()}_{k.env}"
+    if k.meta.get("optional") and k.default == "":  # printed empty: unset it
+        assert value_at(run(config.CLIENTS[client], client, {}).options, k) == ""
+        return
     resolved = run(config.CLIENTS[client], client, {var: k.env_form(k.default)})
     assert value_at(resolved.options, k) == k.default
 
