@@ -8,6 +8,7 @@ around every connect, write and read. A pooled connection whose transport is clo
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 
@@ -95,8 +96,17 @@ class AConn:
         return frames
 
     def usable(self) -> bool:
-        return (not self.writer.is_closing() and not self.reader.at_eof()
-                and time.monotonic() - self.idle_since < _IDLE_MAX)
+        """False if nsqd closed this idle connection (or sent anything: a heartbeat
+        every 30 s, rare enough to just discard), or it idled too long."""
+        if (self.writer.is_closing() or self.reader.at_eof()
+                or time.monotonic() - self.idle_since > _IDLE_MAX):
+            return False
+        sock = self.writer.get_extra_info("socket")
+        try:
+            # The loop may not have run since nsqd closed the socket: ask the kernel.
+            return sock is None or not select.select([sock.fileno()], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
 
     def close(self) -> None:
         self.writer.transport.abort()
