@@ -7,6 +7,15 @@ Importing this package imports no driver: the nsqd protocol is spoken directly.
 
 from resilience.clients.nsq._async import AsyncPublisher
 from resilience.clients.nsq._common import ERRORS, IDEMPOTENT
+from resilience.clients.nsq._consumer import Message
+from resilience.clients.nsq._consumers import AsyncConsumer, Consumer
+from resilience.clients.nsq._dedup import (
+    AsyncMemcacheSeenStore,
+    AsyncSeenStore,
+    MemcacheSeenStore,
+    MemorySeenStore,
+    SeenStore,
+)
 from resilience.clients.nsq._envelope import decode as decode_envelope
 from resilience.clients.nsq._envelope import encode as encode_envelope
 from resilience.clients.nsq._envelope import new_key
@@ -14,6 +23,7 @@ from resilience.clients.nsq._options import NsqOptions
 from resilience.clients.nsq._sync import Publisher
 
 __all__ = [
-    "ERRORS", "IDEMPOTENT", "AsyncPublisher", "NsqOptions", "Publisher", "decode_envelope",
-    "encode_envelope", "new_key",
+    "ERRORS", "IDEMPOTENT", "AsyncConsumer", "AsyncMemcacheSeenStore", "AsyncPublisher",
+    "AsyncSeenStore", "Consumer", "MemcacheSeenStore", "MemorySeenStore", "Message",
+    "NsqOptions", "Publisher", "SeenStore", "decode_envelope", "encode_envelope", "new_key",
 ]
