@@ -27,6 +27,7 @@ from typing import Any
 
 from resilience.clients.nsq._consumer import Engine
 from resilience.clients.nsq._options import NsqOptions
+from resilience.clients.nsq._proto import check_topic
 from resilience.errors import ConfigError
 
 __all__ = ["AsyncConsumer", "Consumer"]
@@ -65,6 +66,8 @@ class _ConsumerBase:
         self.options = _options(name, environ, nsqd, lookupd, options)
         self.topic = topic or self.options.topic
         self.channel = channel or self.options.channel
+        check_topic(self.topic)  # a bad name is the caller's mistake: now, not at start
+        check_topic(self.channel)
         self._args = (handler, seen_store, dead_letter)
         self._engine: Engine | None = None
 

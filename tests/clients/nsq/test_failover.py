@@ -36,16 +36,19 @@ def test_killed_nsqd_fails_over_even_with_a_pooled_connection(
     from resilience.servers.nsq import Nsqd
 
     doomed = Nsqd(tmp_path / "doomed", name="doomed").start(15.0)
-    second = nsq.nsqds[1]
-    pub = make_publisher([doomed.tcp_address, second.tcp_address])
-    topic = new_topic()
-    pub.publish(topic, b"before", timeout=2.0)
-    assert message_count(doomed.http_address, topic) == 1
-    doomed.kill()
-    time.sleep(0.05)
-    for _ in range(3):
-        wall, error = timed(lambda: pub.publish(topic, b"after"))
-        assert error is None and wall < BUDGET + MARGIN
+    try:
+        second = nsq.nsqds[1]
+        pub = make_publisher([doomed.tcp_address, second.tcp_address])
+        topic = new_topic()
+        pub.publish(topic, b"before", timeout=2.0)
+        assert message_count(doomed.http_address, topic) == 1
+        doomed.kill()
+        time.sleep(0.05)
+        for _ in range(3):
+            wall, error = timed(lambda: pub.publish(topic, b"after"))
+            assert error is None and wall < BUDGET + MARGIN
+    finally:
+        doomed.kill()
     assert message_count(second.http_address, topic) == 3
 
 

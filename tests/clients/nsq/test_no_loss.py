@@ -20,11 +20,11 @@ import collections
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from resilience.clients.nsq import Consumer, MemorySeenStore, Message, Publisher
 from resilience.errors import ResilienceError
 from resilience.servers.nsq import Nsqd
+from resilience.testing._server_fixtures import require_installed
 
 from .conftest import create_channel, new_topic
 
@@ -39,6 +39,7 @@ class DiskNsqd(Nsqd):
 
 
 def test_every_acknowledged_message_is_processed_exactly_once(tmp_path: Path) -> None:
+    require_installed("nsq")
     a = DiskNsqd(tmp_path / "a", name="nsqd-a", node_id=11).start(15.0)
     b = DiskNsqd(tmp_path / "b", name="nsqd-b", node_id=12).start(15.0)
     topic, channel = new_topic("noloss"), "work"

@@ -17,6 +17,8 @@ from resilience.clients.nsq import (
 )
 from resilience.core.breaker import BreakerState
 from resilience.errors import ConfigError
+from resilience.servers.nsq import Nsqd
+from resilience.testing._server_fixtures import require_installed
 
 from .conftest import MakePub, message_count, new_topic
 
@@ -70,14 +72,28 @@ def test_bad_arguments_raise_value_error_before_any_io(bad: Any, make_publisher:
     assert pub.breaker("127.0.0.1:1").state(time.monotonic()) is BreakerState.CLOSED
 
 
+class SmallNsqd(Nsqd):
+    """nsqd refusing messages over 100 bytes: its E_BAD_MESSAGE comes back while the
+    whole request still fits the socket buffers (with the default 1 MiB limit, nsqd
+    may close the connection before a large body is even written)."""
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--max-msg-size=100"]
+
+
 def test_message_nsqd_refuses_is_a_caller_error_not_a_failure(
-        nsq: Any, make_publisher: MakePub) -> None:
-    pub = make_publisher([nsq.nsqds[0].tcp_address])
-    for _ in range(6):  # more than the breaker's minimum calls
-        with pytest.raises(ValueError, match="E_BAD_MESSAGE"):
-            pub.publish(new_topic(), b"x" * (1024 * 1024 + 1))  # over --max-msg-size
-    assert pub.breaker(nsq.nsqds[0].tcp_address).state(time.monotonic()) is BreakerState.CLOSED
-    assert pub.publish(new_topic(), b"fine") is None
+        make_publisher: MakePub, tmp_path: Any) -> None:
+    require_installed("nsq")
+    nsqd = SmallNsqd(tmp_path / "small").start(15.0)
+    try:
+        pub = make_publisher([nsqd.tcp_address])
+        for _ in range(6):  # more than the breaker's minimum calls
+            with pytest.raises(ValueError, match="E_BAD_MESSAGE"):
+                pub.publish(new_topic(), b"x" * 200)
+        assert pub.breaker(nsqd.tcp_address).state(time.monotonic()) is BreakerState.CLOSED
+        assert pub.publish(new_topic(), b"fine") is None
+    finally:
+        nsqd.kill()
 
 
 def test_construction_opens_nothing_and_reads_the_environment(nsq: Any) -> None:
