@@ -32,6 +32,8 @@ SUBJECTS = ("raw-default", "raw-tuned", "wrapper")
 
 DATASTORES: dict[str, str] = {
     "memcached": "resilience.bench.memcached:PLUGIN",
+    "nsq": "resilience.bench.nsq:PLUGIN",
+    "nsq-http": "resilience.bench.nsq:HTTP_PLUGIN",
 }
 """Datastore name -> ``module:attribute`` of its :class:`Datastore` object."""
 
