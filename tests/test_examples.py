@@ -1,4 +1,4 @@
-"""Every program in examples/ runs to completion against a real memcached."""
+"""Every program in examples/ runs to completion against real servers (memcached, nsq)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 EXAMPLES = sorted((pathlib.Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
 
 
-@pytest.mark.servers("memcached")
+@pytest.mark.servers("memcached", "nsq")
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path: pathlib.Path) -> None:
     """The example exits 0 within a minute (each starts and stops its own servers)."""

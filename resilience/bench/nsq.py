@@ -69,7 +69,7 @@ class _TornadoWriter:
         # Publishes before the first connection is ready fail at once ("no open
         # connections"): wait for it (bounded), as any pynsq user has to.
         end = time.monotonic() + 2.0
-        while not self.writer.conns and time.monotonic() < end:
+        while self.writer is not None and not self.writer.conns and time.monotonic() < end:
             time.sleep(0.01)
 
     def pub(self, wait: float | None) -> object:

@@ -23,10 +23,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Literal, Protocol
-
-if TYPE_CHECKING:
-    from resilience.clients.memcache import AsyncMemcache, Memcache
+from typing import Any, Literal, Protocol
 
 __all__ = [
     "AsyncMemcacheSeenStore", "AsyncSeenStore", "MemcacheSeenStore", "MemorySeenStore",
@@ -51,6 +48,25 @@ class AsyncSeenStore(Protocol):
     async def claim(self, key: str, ttl: float) -> Claim: ...
     async def done(self, key: str, ttl: float) -> None: ...
     async def release(self, key: str) -> None: ...
+
+
+class _Cache(Protocol):
+    """What the store uses of :class:`~resilience.clients.memcache.Memcache` (typed
+    structurally: clients do not import one another)."""
+
+    def add(self, key: str, value: bytes, expire: int = 0) -> bool: ...
+    def get(self, key: str) -> Any: ...
+    def set(self, key: str, value: bytes, expire: int = 0) -> Any: ...
+    def delete(self, key: str) -> Any: ...
+
+
+class _AsyncCache(Protocol):
+    """What the store uses of :class:`~resilience.clients.memcache.AsyncMemcache`."""
+
+    async def add(self, key: str, value: bytes, expire: int = 0) -> bool: ...
+    async def get(self, key: str) -> Any: ...
+    async def set(self, key: str, value: bytes, expire: int = 0) -> Any: ...
+    async def delete(self, key: str) -> Any: ...
 
 
 class MemorySeenStore:
@@ -127,7 +143,7 @@ class MemcacheSeenStore:
         prefix: prepended to every key (keys too long or with spaces are hashed).
     """
 
-    def __init__(self, cache: Memcache, prefix: str = "nsq:seen:") -> None:
+    def __init__(self, cache: _Cache, prefix: str = "nsq:seen:") -> None:
         self.cache, self.prefix = cache, prefix
 
     def claim(self, key: str, ttl: float) -> Claim:
@@ -146,7 +162,7 @@ class MemcacheSeenStore:
 class AsyncMemcacheSeenStore:
     """:class:`MemcacheSeenStore` on :class:`~resilience.clients.memcache.AsyncMemcache`."""
 
-    def __init__(self, cache: AsyncMemcache, prefix: str = "nsq:seen:") -> None:
+    def __init__(self, cache: _AsyncCache, prefix: str = "nsq:seen:") -> None:
         self.cache, self.prefix = cache, prefix
 
     async def claim(self, key: str, ttl: float) -> Claim:
