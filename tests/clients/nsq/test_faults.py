@@ -163,3 +163,20 @@ def test_connect_blackhole_without_root_is_bounded_by_connect_timeout(
     outcomes = [timed(lambda: pub.publish("t", b"x")) for _ in range(3)]
     assert all(isinstance(e, BackendTimeoutError) and not e.ambiguous for _, e in outcomes)
     assert_within_budget(outcomes, budget=0.05)
+
+
+@pytest.mark.parametrize("toxic", [
+    lambda: toxics.Slicer(average_size=1, delay_us=40_000),  # urllib's per-read timeout: 1 s+
+    lambda: toxics.Blackhole(),
+])
+def test_http_publish_is_bounded_by_the_whole_request_deadline(
+        nsq: Any, fault_proxy: Any, make_publisher: MakePub, toxic: Any) -> None:
+    proxy = fault_proxy(nsq.nsqds[0].http_address)
+    address = f"{proxy.host}:{proxy.port}"
+    pub = make_publisher([address], transport="http", breaker_enabled=False)
+    topic = new_topic()
+    pub.publish(topic, b"warm", timeout=2.0)
+    with proxy.toxic(toxic()):
+        outcomes = [timed(lambda: pub.publish(topic, b"x")) for _ in range(3)]
+    assert all(isinstance(e, BackendTimeoutError) and e.ambiguous for _, e in outcomes)
+    assert_within_budget(outcomes)
