@@ -246,6 +246,17 @@ def test_async_consumer_runs_an_async_handler_on_the_callers_loop(nsq: Any) -> N
     assert sorted(asyncio.run(main())) == [b"0", b"1", b"2", b"3", b"4"]
 
 
+def test_construction_opens_nothing_and_reads_the_environment() -> None:
+    threads = threading.active_count()
+    consumer = Consumer(lambda m: None, environ={
+        "RESILIENCE_NSQ_TOPIC": "orders", "RESILIENCE_NSQ_CHANNEL": "billing",
+        "RESILIENCE_NSQ_DISCOVERY": "lookupd", "RESILIENCE_NSQ_LOOKUPD_HTTP": "127.0.0.1:1"})
+    assert (consumer.topic, consumer.channel) == ("orders", "billing")
+    assert consumer.options.lookupd_http == ("127.0.0.1:1",)
+    assert threading.active_count() == threads and consumer.stats == {}
+    consumer.close()  # never started: nothing to do
+
+
 @pytest.mark.parametrize("bad", [{"topic": "no spaces"}, {"channel": "a/b"}])
 def test_bad_subscription_names_fail_at_construction(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
