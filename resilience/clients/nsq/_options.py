@@ -77,7 +77,8 @@ class NsqOptions(ClientOptions):
     )
     requeue_delay: float = option(
         1.0, "REQUEUE_DELAY_MS", "duration",
-        "consumer: requeue delay after a failure, times the attempt number", client_only=True,
+        "consumer: requeue delay after a failure, times the attempt number", max=3600.0,
+        client_only=True,
     )
     max_requeue_delay: float = option(
         60.0, "MAX_REQUEUE_DELAY_MS", "duration", "consumer: cap of one requeue delay",
