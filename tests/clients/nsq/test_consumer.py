@@ -257,6 +257,36 @@ def test_construction_opens_nothing_and_reads_the_environment() -> None:
     consumer.close()  # never started: nothing to do
 
 
+def test_async_consumer_deduplicates_through_async_memcached(nsq: Any, memcached: Any) -> None:
+    from resilience.clients.memcache import AsyncMemcache
+    from resilience.clients.nsq import AsyncMemcacheSeenStore
+
+    topic, pub = setup(nsq)
+
+    async def main() -> tuple[list[str], dict[str, int]]:
+        got: list[str] = []
+
+        async def handle(msg: Message) -> None:
+            got.append(msg.key or "")
+
+        cache = AsyncMemcache([memcached.address], environ={})
+        store = AsyncMemcacheSeenStore(cache, prefix=topic + ":")
+        consumer = AsyncConsumer(handle, topic=topic, channel="c",
+                                 nsqd=nsq.nsqd_tcp_addresses, seen_store=store, **QUICK)
+        await consumer.start()
+        for key in ("a", "b", "a", "c", "b"):
+            pub.publish(topic, b"x", key=key)
+        end = time.monotonic() + 10
+        while consumer.stats.get("duplicates", 0) < 2 and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        await consumer.aclose()
+        await cache.aclose()
+        return got, consumer.stats
+
+    got, stats = asyncio.run(main())
+    assert sorted(got) == ["a", "b", "c"] and stats["duplicates"] == 2
+
+
 @pytest.mark.parametrize("bad", [{"topic": "no spaces"}, {"channel": "a/b"}])
 def test_bad_subscription_names_fail_at_construction(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
