@@ -70,6 +70,10 @@ class ResilienceError(Exception):
     what: values found, keys not stored); None for single-key operations."""
     failed_keys: tuple[Any, ...] = ()
     """A multi-key operation's keys whose node failed (their outcome is unknown)."""
+    ambiguous: bool = False
+    """True when a write may have taken effect although the call failed (it timed out,
+    or the connection closed, after the request was sent): retry it only if a repeat
+    is harmless (an idempotency key the consumer de-duplicates, for example)."""
 
     def __init__(
         self,
@@ -131,6 +135,8 @@ class ResilienceError(Exception):
             extra["partial"] = self.partial
         if self.failed_keys:
             extra["failed_keys"] = self.failed_keys
+        if self.ambiguous:
+            extra["ambiguous"] = True
         return extra
 
 

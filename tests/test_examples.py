@@ -1,5 +1,5 @@
-"""Every program in examples/ runs to completion against its real server (memcached,
-ZooKeeper)."""
+"""Every program in examples/ runs to completion against its real servers (memcached,
+ZooKeeper, nsq)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 EXAMPLES = sorted((pathlib.Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
 
 
-@pytest.mark.servers("memcached", "zookeeper")
+@pytest.mark.servers("memcached", "zookeeper", "nsq")
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(path: pathlib.Path) -> None:
     """The example exits 0 within a minute (each starts and stops its own servers)."""

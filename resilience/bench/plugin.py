@@ -37,6 +37,8 @@ SUBJECTS = ("raw-default", "raw-tuned", "wrapper")
 DATASTORES: dict[str, str] = {
     "memcached": "resilience.bench.memcached:PLUGIN",
     "zookeeper": "resilience.bench.zookeeper:PLUGIN",
+    "nsq": "resilience.bench.nsq:PLUGIN",
+    "nsq-http": "resilience.bench.nsq:HTTP_PLUGIN",
 }
 """Datastore name -> ``module:attribute`` of its :class:`Datastore` object."""
 

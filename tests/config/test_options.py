@@ -33,12 +33,18 @@ def _ms(seconds: float) -> int:
     return math.ceil(seconds * 1000 - 1e-9)
 
 
+def _max_ms(k: OptionKey) -> int:
+    """The largest duration ``k`` accepts, in ms (its own ``max``, else 24 h)."""
+    return _ms(k.meta["max"]) if "max" in k.meta else 86400000
+
+
 def valid_env(k: OptionKey) -> list[tuple[str, Any]]:
     """(environment value, expected Python value) pairs that ``k`` accepts."""
     lo = k.meta.get("min", 0)
     if k.kind == "duration":
+        hi = _max_ms(k)
         return [(str(_ms(lo)), _ms(lo) / 1000), (f" {_ms(lo) + 250} ", (_ms(lo) + 250) / 1000),
-                ("86400000", 86400.0)]
+                (str(hi), hi / 1000)]
     if k.kind == "int":
         out = [(str(lo), lo), (f"+{lo + 3}", lo + 3)]
         return out + ([(str(k.meta["max"]), k.meta["max"])] if "max" in k.meta else [])
@@ -63,7 +69,7 @@ def invalid_env(k: OptionKey) -> list[str]:
     lo = k.meta.get("min", 0)
     out = ["", "  "]
     if k.kind == "duration":
-        out += ["fast", "1.5", "-1", "1e3", "86400001", "\uff15"]  # a fullwidth 5 is not ASCII
+        out += ["fast", "1.5", "-1", "1e3", str(_max_ms(k) + 1), "\uff15"]  # fullwidth 5: not ASCII
         out += [str(_ms(lo) - 1)] if _ms(lo) > 0 else []
     elif k.kind == "int":
         out += ["x", "1.0", str(lo - 1)] + ([str(k.meta["max"] + 1)] if "max" in k.meta else [])
@@ -111,7 +117,7 @@ def room(client: str, k: OptionKey, prefix: str) -> dict[str, str]:
         if other.path[:-1] != k.path[:-1]:
             continue
         if other.meta.get("at_least") == k.path[-1]:  # k must stay <= other: raise other
-            out[prefix + other.env] = "86400000"
+            out[prefix + other.env] = str(_max_ms(other))
         if k.meta.get("at_least") == other.path[-1]:  # k must stay >= other: lower other
             out[prefix + other.env] = str(_ms(other.meta.get("min", 0)))
     return out

@@ -1,0 +1,160 @@
+"""Fixtures of the NSQ client tests: publishers bound to the harness's real nsqd.
+
+``make_publisher`` is parametrised over both publishers (``sync`` and ``async``) behind
+one blocking interface, so a scenario is written once and runs against each. Helpers
+read nsqd's own counters (``/stats``), so "acknowledged" is checked at the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import os
+import statistics
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from resilience.clients.nsq import AsyncPublisher, Publisher
+from resilience.errors import BackendError, ResilienceError
+
+# A 200 ms budget, a 100 ms connect cap, a breaker that judges after 4 calls and
+# reopens for 200 ms. Slow calls are judged at 1 s, not the default: on a loaded 2-core
+# machine a healthy publish can take longer than a few ms.
+FAST: dict[str, Any] = {
+    "breaker_slow_call_duration": 1.0,
+    "timeout": 0.2,
+    "connect_timeout": 0.1,
+    "breaker_minimum_calls": 4,
+    "breaker_window_size": 4,
+    "breaker_open_duration": 0.2,
+    "breaker_max_open_duration": 0.2,
+    "breaker_jitter": 0.0,
+    "environ": {},
+}
+BUDGET = 0.2
+SMALL = 0.03   # median slack over the budget
+MARGIN = 0.25  # any one call on a loaded machine
+
+_topics = itertools.count()
+
+
+def new_topic(prefix: str = "t") -> str:
+    """A topic name no other test uses."""
+    return f"{prefix}-{os.getpid()}-{next(_topics)}"
+
+
+class Pub:
+    """A Publisher or an AsyncPublisher behind one blocking interface."""
+
+    def __init__(self, pub: Publisher | AsyncPublisher,
+                 loop: asyncio.AbstractEventLoop | None) -> None:
+        self.pub, self.loop, self.is_async = pub, loop, loop is not None
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.pub, name)
+        if not callable(attr):
+            return attr
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            if self.loop is not None and inspect.isawaitable(result):
+                return self.loop.run_until_complete(result)
+            return result
+
+        return run
+
+    def close(self) -> None:
+        if isinstance(self.pub, AsyncPublisher):
+            assert self.loop is not None
+            self.loop.run_until_complete(self.pub.aclose())
+        else:
+            self.pub.close()
+
+
+MakePub = Callable[..., Pub]
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_publisher(request: pytest.FixtureRequest) -> Iterator[MakePub]:
+    """Factory: ``make_publisher(["h:p", ...], **options)`` -> a :class:`Pub` with FAST
+    defaults over Publisher (``[sync]``) or AsyncPublisher (``[async]``)."""
+    loop = asyncio.new_event_loop() if request.param == "async" else None
+    made: list[Pub] = []
+
+    def make(nsqd: list[str], **options: Any) -> Pub:
+        kind = AsyncPublisher if loop is not None else Publisher
+        pub = Pub(kind(nsqd, **{**FAST, **options}), loop)
+        made.append(pub)
+        return pub
+
+    try:
+        yield make
+    finally:
+        for pub in made:
+            pub.close()
+        if loop is not None:
+            loop.close()
+
+
+def stats(http_address: str, topic: str) -> dict[str, Any]:
+    """nsqd's ``/stats`` of ``topic`` (empty if the topic does not exist)."""
+    url = f"http://{http_address}/stats?format=json&topic={topic}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=2.0) as resp:
+        topics = json.loads(resp.read()).get("topics") or []
+    return dict(topics[0]) if topics else {}
+
+
+def message_count(http_address: str, topic: str) -> int:
+    """Messages nsqd queued on ``topic`` since it started."""
+    return int(stats(http_address, topic).get("message_count", 0))
+
+
+def create_channel(http_address: str, topic: str, channel: str) -> None:
+    """Create ``topic`` and ``channel`` on one nsqd, so no message is published before
+    the consumer's channel exists (a channel created later misses earlier messages)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for path in (f"/topic/create?topic={topic}",
+                 f"/channel/create?topic={topic}&channel={channel}"):
+        req = urllib.request.Request(f"http://{http_address}{path}", method="POST")
+        with opener.open(req, timeout=2.0) as resp:
+            assert resp.status == 200
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, ResilienceError | None]:
+    """``(wall seconds, the ResilienceError raised or None)`` of one call."""
+    start = time.monotonic()
+    try:
+        fn()
+    except ResilienceError as exc:
+        exc.__traceback__ = None
+        return time.monotonic() - start, exc
+    return time.monotonic() - start, None
+
+
+def assert_within_budget(outcomes: Sequence[tuple[float, ResilienceError | None]],
+                         budget: float = BUDGET, what: str = "") -> None:
+    """Every call within ``budget + MARGIN``; the median wall time and ``.elapsed`` of
+    the backend failures within ``budget + SMALL``."""
+    for wall, _ in outcomes:
+        assert wall < budget + MARGIN, f"{what}: a call took {wall:.3f} s"
+    failed = [(wall, err) for wall, err in outcomes if isinstance(err, BackendError)]
+    assert failed, f"{what}: no call failed in the backend: {outcomes}"
+    assert statistics.median(w for w, _ in failed) < budget + SMALL, f"{what}: {failed}"
+    elapsed = [e.elapsed for _, e in failed if e.elapsed is not None]
+    assert statistics.median(elapsed) < budget + SMALL, f"{what}: .elapsed {elapsed}"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def thread_count() -> int:
+    return threading.active_count()
