@@ -242,7 +242,8 @@ class ClientBase(Generic[D]):
             interval=o.health_probe_interval, timeout=o.health_probe_timeout,
             now=self._clock.monotonic,
             probe=self._health_probe if sync else None,
-            aprobe=self._ahealth_probe if asyn and not sync else None)
+            aprobe=self._ahealth_probe if asyn and not sync else None,
+            events=self.events, service=self.service)
 
     def _fallback(self, op: str) -> Fallback[Any] | None:
         """The fallback of operation ``op`` (none by default)."""

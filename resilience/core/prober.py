@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resilience.core.breaker import BreakerState, CircuitBreaker
+from resilience.core.events import EventBus
 
 __all__ = ["SHARED", "AsyncProber", "ClientProbing", "ProbePlan", "Target", "ThreadProber"]
 
@@ -281,13 +282,18 @@ class ClientProbing:
         probe: ``probe(index, timeout)`` for a sync client, or
         aprobe: ``await aprobe(index, timeout)`` for an async one (exactly one of them).
         prober: the sync runner (`SHARED` by default).
+        events, service: each probe's end is a ``health_probe`` event on ``events``
+            (``reason`` ``ok`` or ``failed``; metrics count it as a probe attempt).
     """
 
     def __init__(self, *, interval: float, timeout: float, now: Callable[[], float],
                  probe: Callable[[int, float], None] | None = None,
                  aprobe: Callable[[int, float], Awaitable[None]] | None = None,
-                 prober: ThreadProber | None = None) -> None:
+                 prober: ThreadProber | None = None, events: EventBus | None = None,
+                 service: str = "") -> None:
         self._interval, self._timeout, self._now = interval, timeout, now
+        self._events, self._service = events, service
+        self._names: dict[int, str] = {}
         self._probe, self._aprobe = probe, aprobe
         self._prober = prober or SHARED
         self._async: AsyncProber | None = None
@@ -298,6 +304,7 @@ class ClientProbing:
     def add(self, index: int, breaker: CircuitBreaker) -> None:
         """Watch endpoint ``index``'s breaker from now on."""
         self._index[id(breaker)] = index
+        self._names[index] = breaker.name
         self._unsubscribe.append(breaker.add_listener(self._changed))
 
     def _changed(self, b: CircuitBreaker, old: BreakerState, new: BreakerState,
@@ -306,11 +313,13 @@ class ClientProbing:
         if new is not _OPEN or index is None or self._closed:
             return
         if self._probe is not None:
-            self._prober.watch(Target(b, _bind(self._probe, index), self._interval,
+            self._prober.watch(Target(b, _bind(self._probe, index, self._report),
+                                      self._interval,
                                       self._timeout, self._now, self))
             return
         assert self._aprobe is not None
-        target = Target(b, _bind(self._aprobe, index), self._interval, self._timeout,
+        target = Target(b, _abind(self._aprobe, index, self._report), self._interval,
+                        self._timeout,
                         self._now, self)
         try:
             loop = asyncio.get_running_loop()
@@ -332,6 +341,12 @@ class ClientProbing:
         return self._prober.running and any(
             t.owner is self for t in list(self._prober._plan.targets))
 
+    def _report(self, index: int, ok: bool) -> None:
+        bus = self._events
+        if bus is not None and bus.listeners:
+            bus.emit("health_probe", self._service, "health_probe", self._names[index],
+                     reason="ok" if ok else "failed", attempt_kind="probe")
+
     def close(self) -> None:
         """Stop listening and probing (the shared thread ends if nothing else is open)."""
         self._closed = True
@@ -344,8 +359,27 @@ class ClientProbing:
                 self._async.close()
 
 
-def _bind(fn: Callable[[int, float], Any], index: int) -> Callable[[float], Any]:
-    def probe(timeout: float) -> Any:
-        return fn(index, timeout)
+def _bind(fn: Callable[[int, float], None], index: int,
+          report: Callable[[int, bool], None]) -> Callable[[float], None]:
+    def probe(timeout: float) -> None:
+        try:
+            fn(index, timeout)
+        except BaseException:
+            report(index, False)
+            raise
+        report(index, True)
+
+    return probe
+
+
+def _abind(fn: Callable[[int, float], Awaitable[None]], index: int,
+           report: Callable[[int, bool], None]) -> Callable[[float], Awaitable[None]]:
+    async def probe(timeout: float) -> None:
+        try:
+            await fn(index, timeout)
+        except BaseException:
+            report(index, False)
+            raise
+        report(index, True)
 
     return probe
