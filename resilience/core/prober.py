@@ -130,7 +130,10 @@ def _settle(target: Target, ok: bool, live: bool) -> bool:
         if live:
             target.breaker.probe_succeeded(target.now())
         return True
-    return target.breaker.state(target.now()) is not _OPEN
+    # The state as it last moved, not state(now): that would turn an OPEN breaker past
+    # its interval HALF_OPEN by itself, and probing would stop on an endpoint that may
+    # still be down (with no user traffic to try it). probe_succeeded() accepts it.
+    return target.breaker._state is not _OPEN
 
 
 class ThreadProber:
