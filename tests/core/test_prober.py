@@ -99,3 +99,38 @@ def test_thread_prober_half_opens_then_its_thread_ends() -> None:
     assert not prober.running
     assert all(t.is_alive() is False for t in threading.enumerate()
                if t is prober._thread)
+
+
+def test_a_fork_child_gets_its_own_prober_thread() -> None:
+    import os
+
+    from resilience.core.prober import SHARED
+
+    b = _grown(time.monotonic())
+    owner = object()
+
+    def down(_timeout: float) -> None:
+        raise OSError("down")
+
+    SHARED.watch(Target(b, down, interval=0.05, timeout=0.01, owner=owner))
+    try:
+        assert SHARED.running
+        parent_thread = SHARED._thread
+        pid = os.fork()
+        if pid == 0:  # the child: a thread of its own, still probing, and it stops
+            code = 0
+            try:
+                if not SHARED.running or SHARED._thread is parent_thread:
+                    code = 1
+                SHARED.forget(owner)
+                deadline = time.monotonic() + 2.0
+                while SHARED.running and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if SHARED.running:
+                    code = 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        SHARED.forget(owner)
