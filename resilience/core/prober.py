@@ -190,7 +190,7 @@ class ThreadProber:
                     if wake <= now:
                         due = self._plan.take_due(now)
                         break
-                    self._cond.wait(wake - now)
+                    self._cond.wait(min(wake - now, 1.0))  # re-checked at least each second
             for t in due:  # one after another: each is bounded by its timeout
                 ok = _probe_sync(t)
                 with self._cond:
