@@ -10,15 +10,19 @@ Instruments (units per the OpenTelemetry conventions)::
                                          messaging.operation.name, server.address,
                                          server.port, error.type on failure
     resilience.attempts                 counter: service, endpoint, kind
-    resilience.circuit.state            observable gauge, state set: service, endpoint,
-                                         state; 1 for the current state, 0 for others
+    resilience.circuit.state            gauge, state set: service, endpoint, state; 1
+                                         for the current state, 0 for the others
     resilience.circuit.transitions      counter: service, endpoint, from, to
-    resilience.retry.budget.exhausted   observable counter: service
+    resilience.retry.budget.exhausted   counter: service
     resilience.bulkhead.rejections      counter: service, endpoint
     resilience.events                   counter: kind, service, operation, endpoint, reason
 
-A healthy call records two histogram points (a few µs with the SDK; OpenTelemetry has
-no lock-free path to borrow), through ``EventBus.timer``: no `Event` is built.
+Every counter and the gauge are observable instruments read at collection time from
+the same lock-free counts the Prometheus exporter keeps (:class:`_Store`); only the two
+duration histograms are recorded per call (OpenTelemetry has no observable histogram).
+A healthy call thus costs two SDK ``record`` calls, through ``EventBus.timer`` with no
+`Event` built: about +25 µs with the Python SDK 1.45 on the 2-core project machine,
+against +0.27 µs for the Prometheus exporter.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from resilience.core.events import Event
-from resilience.core.metrics import STATE_VALUES, Source, _Store
+from resilience.core.metrics import STATE_VALUES, Source, _Store, read
 
 __all__ = ["SEMCONV", "OpenTelemetryListener"]
 
@@ -73,7 +77,7 @@ class OpenTelemetryListener:
         from opentelemetry.metrics import Observation
 
         self._observation = Observation
-        self._store = _Store()  # only its sources and fast-path cache are used
+        self._store = _Store()  # the counts, read by the observable instruments
         self._calls = meter.create_histogram(
             "resilience.call.duration", unit="s",
             description="Duration of logical calls (retries included)")
@@ -84,25 +88,25 @@ class OpenTelemetryListener:
                 explicit_bucket_boundaries_advisory=_SEMCONV_BUCKETS)
             for family in ("db", "messaging")
         }
-        self._attempts = meter.create_counter(
-            "resilience.attempts", unit="{attempt}", description="Attempts by kind")
-        self._transitions = meter.create_counter(
-            "resilience.circuit.transitions", unit="{transition}",
-            description="Circuit breaker state transitions")
-        self._bulkhead = meter.create_counter(
-            "resilience.bulkhead.rejections", unit="{call}",
-            description="Calls rejected by a full bulkhead")
-        self._events = meter.create_counter(
-            "resilience.events", unit="{event}", description="Resilience events by kind")
+        for name, unit, doc, callback in (
+            ("resilience.attempts", "{attempt}", "Attempts by kind", self._attempts),
+            ("resilience.circuit.transitions", "{transition}",
+             "Circuit breaker state transitions", self._transitions),
+            ("resilience.bulkhead.rejections", "{call}", "Calls rejected by a full bulkhead",
+             self._bulkhead),
+            ("resilience.events", "{event}", "Resilience events by kind", self._events),
+        ):
+            meter.create_observable_counter(name, callbacks=[callback], unit=unit,
+                                            description=doc)
         meter.create_observable_gauge(
             "resilience.circuit.state", callbacks=[self._states], unit="1",
             description="Circuit breaker state set: 1 for the current state")
         meter.create_observable_counter(
             "resilience.retry.budget.exhausted", callbacks=[self._budgets], unit="{retry}",
             description="Retries refused by the retry budget")
-        # op -> (breaker, call attributes, semconv histogram, its attributes, attempts attrs)
-        self._fast: dict[Any, tuple[Any, dict[str, Any], Any, dict[str, Any],
-                                    dict[str, Any]]] = {}
+        # op -> (breaker, call attributes, semconv histogram, its attributes)
+        self._fast: dict[Any, tuple[Any, dict[str, Any], Any, dict[str, Any]]] = {}
+        self._count = self._store.timer
 
     def instrument(self, target: Any) -> Callable[[], None]:
         """Export ``target`` (a client, a `Policy` or an `EventBus`); returns a function
@@ -122,29 +126,24 @@ class OpenTelemetryListener:
         return self._semconv[family], attrs
 
     def _timer(self, op: Any, breaker: Any, seconds: float, kind: str) -> None:
+        self._count(op, breaker, seconds, kind)  # attempts, read at collection
         entry = self._fast.get(op)
-        if entry is None or entry[0] is not breaker or kind != "first":
-            entry = self._entry(op, breaker, kind)
+        if entry is None or entry[0] is not breaker:
+            entry = self._entry(op, breaker)
         self._calls.record(seconds, entry[1])
         if entry[2] is not None:
             entry[2].record(seconds, entry[3])
-        self._attempts.add(1, entry[4])
 
-    def _entry(self, op: Any, breaker: Any, kind: str) -> Any:
+    def _entry(self, op: Any, breaker: Any) -> Any:
         endpoint = breaker.name or op.endpoint
         hist, attrs = self._semconv_of(op.service, op.name, endpoint, None)
         entry = (breaker, {"service": op.service, "operation": op.name, "outcome": "success"},
-                 hist, attrs, {"service": op.service, "endpoint": endpoint, "kind": kind})
-        if kind == "first":
-            self._fast[op] = entry
+                 hist, attrs)
+        self._fast[op] = entry
         return entry
 
     def __call__(self, e: Event) -> None:
-        attributes = {"kind": e.kind, "service": e.service, "operation": e.operation,
-                      "endpoint": e.endpoint}
-        if e.reason:
-            attributes["reason"] = e.reason
-        self._events.add(1, attributes)
+        self._store.on_event(e)  # counts, read at collection
         if e.outcome is not None and e.outcome != "success":
             err = type(e.error).__name__ if e.error is not None else "_OTHER"
             self._calls.record(e.elapsed, {"service": e.service, "operation": e.operation,
@@ -152,15 +151,28 @@ class OpenTelemetryListener:
             hist, attrs = self._semconv_of(e.service, e.operation, e.endpoint, err)
             if hist is not None:
                 hist.record(e.elapsed, attrs)
-        kind = e.kind
-        if kind == "failure" or kind == "health_probe":
-            self._attempts.add(1, {"service": e.service, "endpoint": e.endpoint,
-                                   "kind": e.attempt_kind or "probe"})
-        elif kind == "state_change":
-            self._transitions.add(1, {"service": e.service, "endpoint": e.endpoint,
-                                      "from": e.old_state or "", "to": e.new_state or ""})
-        elif kind == "rejected" and e.reason == "bulkhead_full":
-            self._bulkhead.add(1, {"service": e.service, "endpoint": e.endpoint})
+
+    def _attempts(self, _options: Any) -> Iterator[Any]:
+        for (service, endpoint, kind), n in self._store.attempt_counts().items():
+            yield self._observation(n, {"service": service, "endpoint": endpoint,
+                                        "kind": kind})
+
+    def _transitions(self, _options: Any) -> Iterator[Any]:
+        for (service, endpoint, old, new), c in list(self._store.transitions.items()):
+            yield self._observation(read(c), {"service": service, "endpoint": endpoint,
+                                              "from": old, "to": new})
+
+    def _bulkhead(self, _options: Any) -> Iterator[Any]:
+        for (service, endpoint), c in list(self._store.bulkhead.items()):
+            yield self._observation(read(c), {"service": service, "endpoint": endpoint})
+
+    def _events(self, _options: Any) -> Iterator[Any]:
+        for (kind, service, operation, endpoint, reason), c in list(self._store.events.items()):
+            attributes = {"kind": kind, "service": service, "operation": operation,
+                          "endpoint": endpoint}
+            if reason:
+                attributes["reason"] = reason
+            yield self._observation(read(c), attributes)
 
     def _sources(self) -> list[Source]:
         with self._store.lock:
