@@ -15,7 +15,12 @@ A client author writes only what is specific to the driver (see docs/clients.md)
   e.g. a pool checkout, ``fn(connection)`` and the checkin (``op`` tells whether the
   attempt may repeat ``fn`` itself, e.g. on a fresh connection after a stale pooled one:
   ``self.idempotent.get(op, False)``). It raises the driver's exception; the base maps it.
-- the public methods, each one line into :meth:`_call` / :meth:`_acall`.
+- the public methods, each one line into :meth:`_call` / :meth:`_acall`;
+- optionally ``_health_probe(index, timeout)`` (sync) or ``_ahealth_probe(...)``
+  (async): a cheap check of endpoint ``index`` using no user traffic, bounded by
+  ``timeout``, raising on failure. A client that has one gets background health
+  probing while a breaker is open (:mod:`resilience.core.prober`, option
+  ``breaker_health_probe``); one that has none keeps user-traffic probing only.
 
 Everything else is here: options from arguments and the environment, the lazy driver
 (built inside the first call's deadline, rebuilt after fork), one breaker per endpoint
@@ -48,6 +53,7 @@ from resilience.core.events import EventBus
 from resilience.core.fallback import Fallback
 from resilience.core.operation import Operation
 from resilience.core.pipeline import acall, call
+from resilience.core.prober import ClientProbing
 from resilience.core.retry import RetryPolicy
 from resilience.errors import BackendUnavailableError, MissingDriverError, ResilienceError
 
@@ -151,6 +157,7 @@ class ClientBase(Generic[D]):
         self._breakers: list[CircuitBreaker] = []
         self._ops: list[dict[str, Operation]] = []
         self._endpoints_lock = threading.Lock()
+        self._probing = self._make_probing()
         for endpoint in endpoints:
             self._add_endpoint(endpoint)
         self._driver: LazyDriver[D] = LazyDriver(
@@ -208,6 +215,36 @@ class ClientBase(Generic[D]):
         the driver's errors."""
         raise NotImplementedError
 
+    def _health_probe(self, index: int, timeout: float) -> None:
+        """Optional (sync clients): check endpoint ``index`` without user traffic, within
+        ``timeout`` seconds (e.g. memcached ``version`` on a fresh connection); return
+        if it answered, raise anything if not. Runs on the shared prober thread while
+        the endpoint's breaker is OPEN; a success turns it HALF_OPEN at once. Not
+        overridden: no background probing (user-traffic probing only)."""
+        raise NotImplementedError
+
+    async def _ahealth_probe(self, index: int, timeout: float) -> None:
+        """Optional (async clients): the twin of :meth:`_health_probe`, run as a task on
+        the client's event loop (and also cancelled at ``timeout``)."""
+        raise NotImplementedError
+
+    def _make_probing(self) -> ClientProbing | None:
+        # Background probing if enabled and the client overrides one of the hooks.
+        o = self.options.breaker
+        if not (o.enabled and o.health_probe):
+            return None
+        cls = type(self)
+        sync = cls._health_probe is not ClientBase._health_probe
+        asyn = cls._ahealth_probe is not ClientBase._ahealth_probe
+        if not (sync or asyn):
+            return None
+        return ClientProbing(
+            interval=o.health_probe_interval, timeout=o.health_probe_timeout,
+            now=self._clock.monotonic,
+            probe=self._health_probe if sync else None,
+            aprobe=self._ahealth_probe if asyn and not sync else None,
+            events=self.events, service=self.service)
+
     def _fallback(self, op: str) -> Fallback[Any] | None:
         """The fallback of operation ``op`` (none by default)."""
         return None
@@ -241,6 +278,8 @@ class ClientBase(Generic[D]):
                 return self._endpoints.index(endpoint)
             breaker = self._registry.get(endpoint)
             self.events.watch_breaker(breaker, self.service)
+            if self._probing is not None:
+                self._probing.add(len(self._endpoints), breaker)
             bulkhead = make_bulkhead(self.options.bulkhead)
             ops = {op: self._operation(op, flag, bulkhead) for op, flag in self.idempotent.items()}
             # Appended last: a reader that sees the endpoint sees its breaker and ops.
@@ -329,11 +368,16 @@ class ClientBase(Generic[D]):
 
     def close(self) -> None:
         """Release every connection; calls in flight end at once with an error, and
-        later calls raise BackendUnavailableError ("client is closed")."""
+        later calls raise BackendUnavailableError ("client is closed"). Health probing
+        of this client stops."""
+        if self._probing is not None:
+            self._probing.close()
         self._driver.close()
 
     async def aclose(self) -> None:
         """``close()`` for async code (it never blocks)."""
+        if self._probing is not None:
+            self._probing.close()
         self._driver.close()
 
     def __enter__(self: Any) -> Any:

@@ -140,6 +140,19 @@ class BreakerOptions:
         2.0, "OPEN_BACKOFF", "float", "open interval multiplier per failed probe", min=1.0
     )
     jitter: float = option(0.1, "JITTER", "ratio", "random share added to the open interval")
+    health_probe: bool = option(
+        True, "HEALTH_PROBE", "bool",
+        "while open, check the endpoint in the background (clients that can) and go"
+        " half-open as soon as it answers",
+    )
+    health_probe_interval: float = option(
+        0.25, "HEALTH_PROBE_INTERVAL_MS", "duration",
+        "pause between background health probes of an open endpoint (jittered)", min=0.01,
+    )
+    health_probe_timeout: float = option(
+        0.25, "HEALTH_PROBE_TIMEOUT_MS", "duration", "time limit of one health probe",
+        min=0.001,
+    )
 
     def __post_init__(self) -> None:
         validate_instance(self)

@@ -19,7 +19,8 @@ States and transitions::
         │ their slow share < slow_call_rate                   │  │ probes' slow share is
         │                                                     v  │ >= slow_call_rate
         └───────────────────────────────────────────────── HALF_OPEN
-                     open interval passed: lazily, on the next acquire/state/snapshot
+                     open interval passed: lazily, on the next acquire/state/snapshot;
+                     or at once on probe_succeeded() (a background health probe)
 
     FORCED_OPEN    force_open(): reject everything
     FORCED_CLOSED  force_closed(): admit everything, record nothing
@@ -37,6 +38,10 @@ States and transitions::
   ``open_backoff`` on each re-open from HALF_OPEN up to ``max_open_duration``, then gets a
   random share up to ``jitter`` added (injected rng; after the cap, so capped breakers
   still spread their probes). Closing resets the growth.
+* ``probe_succeeded(now)``: an out-of-band health check of the endpoint (no user
+  traffic; :mod:`resilience.core.prober` runs them) succeeded. OPEN turns HALF_OPEN at
+  once and the interval growth is reset, so recovery after a heal no longer waits out
+  an interval that grew during a long outage. Other states ignore it.
 * HALF_OPEN admits ``half_open_probes`` trial calls in all; callers beyond the free slots
   are rejected; a released probe frees its slot. The first failed probe re-opens at once;
   otherwise the verdict comes when ``half_open_probes`` successes are in.
@@ -265,6 +270,22 @@ class CircuitBreaker:
                 change = self._to(_HALF_OPEN)
             self._fire(change, now)
         return self._state
+
+    def probe_succeeded(self, now: float) -> bool:
+        """A background health probe of the endpoint succeeded: OPEN -> HALF_OPEN now.
+
+        The open-interval growth is reset (as closing would), so a user probe that
+        fails re-opens for ``open_duration * open_backoff``, not for an interval grown
+        over the whole outage. The verdict still comes from user calls in HALF_OPEN.
+        Returns True if this moved the breaker; False in any other state.
+        """
+        with self._lock:
+            if self._state is not _OPEN:
+                return False
+            self._interval = self._options.open_duration
+            change = self._to(_HALF_OPEN)
+        self._fire(change, now)
+        return True
 
     # -- manual modes -----------------------------------------------------------------
 

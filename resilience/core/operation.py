@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from resilience.core._window import ClosedPermit, Permit
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.bulkhead import Bulkhead
 from resilience.core.clock import SYSTEM_CLOCK, Clock
@@ -116,6 +117,13 @@ class Operation:
         )
 
 
+def _kind(permit: object, retry: bool) -> str:
+    # What an attempt was, for metrics: a half-open trial, a retry, or a first attempt.
+    if type(permit) is Permit and permit.probe:
+        return "probe"
+    return "retry" if retry else "first"
+
+
 def _succeeded(
     op: Operation,
     breaker: CircuitBreaker,
@@ -124,24 +132,40 @@ def _succeeded(
     start: float,
     now: float,
     end: float,
+    retry: bool = False,
 ) -> None:
+    # Only called while the bus has listeners (the pipeline inlines the rest). The
+    # attempt succeeded, so the call ends here: bus.timer sees its duration.
     check = op.is_failure_result
+    bus = op.events
+    if check is None and type(permit) is ClosedPermit and end - now < permit.slow_after:
+        # A fast success in CLOSED: the breaker's contract (one window update), then
+        # the exporters' timer, with no Event built (docs/core.md#metrics).
+        permit.window.add_ok(end)
+        timer = bus.timer
+        if timer is not None:
+            timer(op, breaker, end - start, "retry" if retry else "first")
+        if bus.successes:
+            _emit(op, breaker, "success", end - start, duration=end - now, outcome="success")
+        return
     if check is not None and check(result):
         breaker.on_failure(permit, end, end - now)
-        if op.events.listeners:
+        if bus.listeners:
             _emit(op, breaker, "failure", end - start, duration=end - now)
     else:
         breaker.on_success(permit, end, end - now)
-    bus = op.events
+    if bus.timer is not None:
+        bus.timer(op, breaker, end - start, _kind(permit, retry))
     if bus.listeners:
         if end - now >= breaker.options.slow_call_duration:
             _emit(op, breaker, "slow_call", end - start, duration=end - now)
         if bus.successes:
-            _emit(op, breaker, "success", end - start, duration=end - now)
+            _emit(op, breaker, "success", end - start, duration=end - now, outcome="success")
 
 
 def _failed(
-    op: Operation, breaker: CircuitBreaker, permit: object, exc: Exception, start: float, now: float
+    op: Operation, breaker: CircuitBreaker, permit: object, exc: Exception, start: float,
+    now: float, retry: bool = False,
 ) -> None:
     # Record the outcome of an attempt that raised, and fill in the error's context.
     end = op.clock.monotonic()
@@ -150,6 +174,8 @@ def _failed(
         return
     if not _is_failure(op, exc):
         breaker.on_success(permit, end, end - now)  # the dependency answered
+        if op.events.timer is not None:
+            op.events.timer(op, breaker, end - start, _kind(permit, retry))
         return
     breaker.on_failure(permit, end, end - now)
     if isinstance(exc, BackendError):
@@ -163,7 +189,8 @@ def _failed(
             exc.elapsed = end - start
     bus = op.events
     if bus.listeners:
-        _emit(op, breaker, "failure", end - start, error=exc, duration=end - now)
+        _emit(op, breaker, "failure", end - start, error=exc, duration=end - now,
+              attempt_kind=_kind(permit, retry))
         if end - now >= breaker.options.slow_call_duration:
             _emit(op, breaker, "slow_call", end - start, error=exc, duration=end - now)
 
@@ -190,7 +217,7 @@ def _permit(op: Operation, breaker: CircuitBreaker, at: float, start: float) -> 
             return permit
         kind = CircuitOpenError
     if op.events.listeners:
-        _rejection(op, breaker, kind, start, now)
+        _rejection(op, breaker, kind, start, now, None)
     return None
 
 
@@ -202,14 +229,17 @@ _REASONS: dict[type[RejectedError], str] = {
 
 
 def _rejection(
-    op: Operation, breaker: CircuitBreaker, kind: type[RejectedError], start: float, now: float
+    op: Operation, breaker: CircuitBreaker, kind: type[RejectedError], start: float, now: float,
+    outcome: str | None,
 ) -> RejectedError:
-    # Build (not raise) a rejection with the call's context; emit the event if wanted.
+    # Build (not raise) a rejection with the call's context; emit the event if wanted,
+    # with ``outcome="rejected"`` when the rejection is what the call ends with.
     err = _fast_error(kind, op.service, breaker.name or op.endpoint, op.name, now - start)
     if kind is CircuitOpenError:
         err.retry_after = breaker.retry_after(now)  # type: ignore[attr-defined]
     if op.events.listeners:
-        _emit(op, breaker, "rejected", now - start, reason=_REASONS[kind], error=err)
+        _emit(op, breaker, "rejected", now - start, reason=_REASONS[kind], error=err,
+              outcome=outcome)
     return err
 
 
@@ -226,7 +256,8 @@ def _circuit_open(
         "retry_after": breaker.retry_after(now),
     }
     if op.events.listeners:
-        _emit(op, breaker, "rejected", now - start, reason="circuit_open", error=err)
+        _emit(op, breaker, "rejected", now - start, reason="circuit_open", error=err,
+              outcome="rejected")
     return err
 
 
@@ -234,10 +265,11 @@ def _reject(
     op: Operation, breaker: CircuitBreaker, kind: type[RejectedError], start: float, now: float
 ) -> Any:
     # Steps 1-3 refused the call: raise at once, or hand the rejection to the fallback.
-    err = _rejection(op, breaker, kind, start, now)
+    err = _rejection(op, breaker, kind, start, now,
+                     "rejected" if op.fallback is None else None)
     if op.fallback is None:
         raise err
-    return _give_up(op, err)
+    return _give_up(op, err, start, breaker)
 
 
 def _retrying(
@@ -261,13 +293,19 @@ def _retrying(
     state.prepare_for_next_attempt()
 
 
-def _give_up(op: Operation, exc: BaseException) -> Any:
+def _give_up(op: Operation, exc: BaseException, start: float,
+             breaker: CircuitBreaker | None = None) -> Any:
     # Step 7: the fallback's value, or raise. Only handled errors reach a fallback.
+    # The call ends here: ``call_failed`` or ``fallback_used`` carries its duration.
     fallback = op.fallback
     if fallback is None or not (isinstance(exc, RejectedError) or _is_failure(op, exc)):
+        if op.events.listeners and not isinstance(exc, RejectedError):
+            _emit(op, breaker, "call_failed", op.clock.monotonic() - start, error=exc,
+                  outcome="failure")
         raise exc
     if op.events.listeners:
-        _emit(op, None, "fallback_used", 0.0, error=exc)
+        _emit(op, breaker, "fallback_used", op.clock.monotonic() - start, error=exc,
+              outcome="fallback")
     return fallback(exc)
 
 

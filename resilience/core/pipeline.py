@@ -126,13 +126,18 @@ def call(
             raise
         else:
             end = monotonic()
-            if op.is_failure_result is None and not op.events.listeners:
+            if (type(permit) is ClosedPermit and end - now < permit.slow_after
+                    and op.is_failure_result is None):
                 # breaker.on_success's hot path without its frame: a fast success in
-                # CLOSED is one lock-free window update (the same contract).
-                if type(permit) is ClosedPermit and end - now < permit.slow_after:
-                    permit.window.add_ok(end)
-                else:
-                    breaker.on_success(permit, end, end - now)
+                # CLOSED is one lock-free window update (the same contract). No event:
+                # only the bus's hot hook, None unless an exporter or success events
+                # want every call (EventBus.hot).
+                permit.window.add_ok(end)
+                hot = op.events.hot
+                if hot is not None:
+                    hot(op, breaker, end - start, "first")
+            elif op.is_failure_result is None and not op.events.listeners:
+                breaker.on_success(permit, end, end - now)
             else:
                 _succeeded(op, breaker, permit, result, start, now, end)
             return result
@@ -142,7 +147,7 @@ def call(
         retry = op.retry
         if retry is not None and retry.is_transient(error):
             return _retry(op, retry, breaker, attempt, at, start, error)
-        return cast(T, _give_up(op, error))
+        return cast(T, _give_up(op, error, start, breaker))
     finally:
         if bulkhead is not None:
             bulkhead.release()
@@ -207,13 +212,18 @@ async def acall(
             raise
         else:
             end = monotonic()
-            if op.is_failure_result is None and not op.events.listeners:
+            if (type(permit) is ClosedPermit and end - now < permit.slow_after
+                    and op.is_failure_result is None):
                 # breaker.on_success's hot path without its frame: a fast success in
-                # CLOSED is one lock-free window update (the same contract).
-                if type(permit) is ClosedPermit and end - now < permit.slow_after:
-                    permit.window.add_ok(end)
-                else:
-                    breaker.on_success(permit, end, end - now)
+                # CLOSED is one lock-free window update (the same contract). No event:
+                # only the bus's hot hook, None unless an exporter or success events
+                # want every call (EventBus.hot).
+                permit.window.add_ok(end)
+                hot = op.events.hot
+                if hot is not None:
+                    hot(op, breaker, end - start, "first")
+            elif op.is_failure_result is None and not op.events.listeners:
+                breaker.on_success(permit, end, end - now)
             else:
                 _succeeded(op, breaker, permit, result, start, now, end)
             return result
@@ -223,7 +233,7 @@ async def acall(
         retry = op.retry
         if retry is not None and retry.is_transient(error):
             return await _aretry(op, retry, breaker, attempt, at, start, error)
-        return cast(T, _give_up(op, error))
+        return cast(T, _give_up(op, error, start, breaker))
     finally:
         if bulkhead is not None:
             bulkhead.release()
@@ -247,14 +257,14 @@ def _retry(
         try:
             do = engine.iter(state)  # raises the last error once it gives up
         except Exception as exc:
-            return cast(T, _give_up(op, exc))
+            return cast(T, _give_up(op, exc, start, breaker))
         if isinstance(do, tenacity.DoSleep):
             _retrying(op, breaker, state, float(do), start)
             op.clock.sleep(do)
         elif isinstance(do, tenacity.DoAttempt):
             permit = _permit(op, breaker, at, start)
             if permit is None:  # refused, no I/O: the last real failure is the outcome
-                return cast(T, _give_up(op, error))
+                return cast(T, _give_up(op, error, start, breaker))
             try:
                 now = op.clock.monotonic()
                 state.set_result(_attempt(op, breaker, permit, attempt, at, start, now))
@@ -282,14 +292,14 @@ async def _aretry(
         try:
             do = engine.iter(state)
         except Exception as exc:
-            return cast(T, _give_up(op, exc))
+            return cast(T, _give_up(op, exc, start, breaker))
         if isinstance(do, tenacity.DoSleep):
             _retrying(op, breaker, state, float(do), start)
             await op.clock.asleep(do)
         elif isinstance(do, tenacity.DoAttempt):
             permit = _permit(op, breaker, at, start)
             if permit is None:  # refused, no I/O: the last real failure is the outcome
-                return cast(T, _give_up(op, error))
+                return cast(T, _give_up(op, error, start, breaker))
             try:
                 now = op.clock.monotonic()
                 state.set_result(await _aattempt(op, breaker, permit, attempt, at, start, now))
@@ -314,14 +324,14 @@ def _attempt(
     try:
         result = attempt(at - now)
     except Exception as exc:
-        _failed(op, breaker, permit, exc, start, now)
+        _failed(op, breaker, permit, exc, start, now, True)
         raise
     except BaseException:
         breaker.release(permit)  # cancelled or interrupted: no outcome to record
         raise
     finally:
         DEADLINE.reset(token)
-    _succeeded(op, breaker, permit, result, start, now, op.clock.monotonic())
+    _succeeded(op, breaker, permit, result, start, now, op.clock.monotonic(), True)
     return result
 
 
@@ -338,12 +348,12 @@ async def _aattempt(
     try:
         result = await attempt(at - now)
     except Exception as exc:
-        _failed(op, breaker, permit, exc, start, now)
+        _failed(op, breaker, permit, exc, start, now, True)
         raise
     except BaseException:
         breaker.release(permit)
         raise
     finally:
         DEADLINE.reset(token)
-    _succeeded(op, breaker, permit, result, start, now, op.clock.monotonic())
+    _succeeded(op, breaker, permit, result, start, now, op.clock.monotonic(), True)
     return result

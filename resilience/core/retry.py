@@ -85,6 +85,7 @@ class RetryBudget:
         "_slot",
         "_width",
         "_withdrawals",
+        "refused",
     )
 
     def __init__(self, options: RetryOptions, *, buckets: int = 10) -> None:
@@ -100,6 +101,7 @@ class RetryBudget:
         self._deposits = [0] * buckets
         self._withdrawals = [0] * buckets
         self._lock = threading.Lock()
+        self.refused = 0  # withdrawals refused so far (metrics read it at scrape time)
 
     def deposit(self, now: float) -> None:
         """Count one call made at ``now`` (lock-free unless a new bucket starts)."""
@@ -114,6 +116,7 @@ class RetryBudget:
             self._rotate(now)
             allowed = self._floor + self._ratio * (sum(self._deposits) + self._cur)
             if sum(self._withdrawals) + 1 > allowed:
+                self.refused += 1
                 return False
             self._withdrawals[self._slot % self._n] += 1
             return True

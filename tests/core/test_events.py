@@ -84,3 +84,31 @@ def test_logging_listener_skips_work_below_the_logger_level(
     caplog.set_level(logging.ERROR, logger="resilience.events")
     LoggingListener()(event("retry"))
     assert caplog.records == []
+
+
+def test_logging_listener_one_line_per_state_change_and_per_rejected_burst(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from resilience.testing.clock import FakeClock
+
+    caplog.set_level(logging.INFO, logger="resilience.events")
+    clock = FakeClock()
+    log = LoggingListener(burst_interval=10.0, clock=clock.monotonic)
+    log(event("state_change", old_state="closed", new_state="open"))
+    for _ in range(500):  # a dead node rejecting every call for 9.9 s
+        log(event("rejected", reason="circuit_open"))
+        clock.advance(0.0198)
+    log(event("state_change", old_state="open", new_state="half_open"))
+    log(event("state_change", old_state="half_open", new_state="open"))
+    lines = [(r.resilience_event, r.resilience_suppressed)  # type: ignore[attr-defined]
+             for r in caplog.records]
+    assert lines == [("state_change", 0), ("rejected", 0), ("state_change", 0),
+                     ("state_change", 0)]
+    clock.advance(0.2)  # the burst interval is over: the next rejection logs the count
+    log(event("rejected", reason="circuit_open"))
+    last = caplog.records[-1]
+    assert last.resilience_suppressed == 499  # type: ignore[attr-defined]
+    assert "(+499 more in 10 s)" in last.getMessage()
+    log(event("rejected", reason="bulkhead_full"))  # another kind of burst: its own line
+    assert caplog.records[-1].resilience_reason == "bulkhead_full"  # type: ignore[attr-defined]
+    assert len(caplog.records) == 6

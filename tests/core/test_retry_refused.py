@@ -96,7 +96,7 @@ def test_a_failed_half_open_probe_raises_its_backend_error(run: Runner) -> None:
     assert_refused_error(info.value, elapsed_at_most=0.1)
     # The probe's failure re-opened the breaker: no backoff sleep into a sure rejection.
     assert attempt.calls == 1 and clock.sleeps == []
-    assert [e.kind for e in events] == ["failure"]
+    assert [e.kind for e in events] == ["failure", "call_failed"]
     snap = breaker.snapshot(clock.monotonic())
     assert snap["state"] == "open" and snap["next_open_interval"] == 2.0  # grew once
 
@@ -117,8 +117,9 @@ def test_a_retry_refused_by_the_breaker_after_its_backoff_raises_the_last_failur
         run.call(op, breaker, attempt)
     assert_refused_error(info.value, elapsed_at_most=0.1)
     assert attempt.calls == 1 and len(clock.sleeps) == 1
-    assert [e.kind for e in events] == ["failure", "retry", "rejected"]
-    assert events[-1].reason == "circuit_open"
+    assert [e.kind for e in events] == ["failure", "retry", "rejected", "call_failed"]
+    assert events[-2].reason == "circuit_open"
+    assert events[-2].outcome is None and events[-1].outcome == "failure"
     # The refusal recorded nothing: the window holds the two real failures only.
     snap = breaker.snapshot(clock.monotonic())
     assert snap["state"] == "open" and (snap["calls"], snap["failures"]) == (2, 2)
@@ -133,8 +134,8 @@ def test_a_retry_past_the_deadline_raises_the_last_failure(run: Runner) -> None:
         run.call(op, breaker, attempt)
     assert_refused_error(info.value, elapsed_at_most=0.1)
     assert attempt.calls == 1
-    assert [e.kind for e in events] == ["failure", "retry", "rejected"]
-    assert events[-1].reason == "deadline"
+    assert [e.kind for e in events] == ["failure", "retry", "rejected", "call_failed"]
+    assert events[-2].reason == "deadline"
     assert breaker.snapshot(clock.monotonic())["failures"] == 1
 
 

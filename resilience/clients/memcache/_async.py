@@ -121,6 +121,20 @@ class AsyncMemcache(MemcacheBase["tuple[ConnPool, ...]"]):
         pool.checkin(conn)
         return result
 
+    async def _ahealth_probe(self, index: int, timeout: float) -> None:
+        # ``version`` on a fresh connection of its own (not pooled), bounded by
+        # ``timeout`` (the prober also cancels it then); raises if no answer.
+        host, port = self._addresses[index]
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            transport, conn = await loop.create_connection(lambda: Conn(loop), host, port)
+            try:
+                reply = await conn.command(b"version")
+            finally:
+                transport.close()
+        if not reply.startswith(b"VERSION"):
+            raise ReplyError(reply)
+
     def _key(self, key: str | bytes) -> tuple[bytes, int]:
         raw = check_key(key, self._key_prefix)
         return raw, self._index(key)

@@ -178,6 +178,18 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         node.checkin(client)
         return result
 
+    def _health_probe(self, index: int, timeout: float) -> None:
+        # ``version`` on a fresh connection (a pooled one may be stuck behind the
+        # outage), every socket operation bounded by ``timeout``; raises if no answer.
+        from pymemcache.client.base import Client
+
+        client = Client(self._addresses[index], connect_timeout=timeout, timeout=timeout,
+                        no_delay=True)
+        try:
+            client.version()
+        finally:
+            client.close()
+
     def _on_fresh(self, node: NodePool, fn: Callable[[Any], T], deadline: float) -> T:
         # The pooled connection was dead (server restarted): once more, on a new one,
         # inside the same attempt (the breaker sees one outcome). Only for idempotent
