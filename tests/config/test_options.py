@@ -141,13 +141,14 @@ def test_every_key_rejects_invalid_values_naming_variable_value_and_form(
         with pytest.raises(ConfigError) as info:
             run(config.CLIENTS[client], client, {var: raw})
         msg = str(info.value)
-        assert f"{var}={raw!r}" in msg and "expected " in msg, msg
+        shown = "***" if k.secret else repr(raw)  # a secret is never echoed
+        assert f"{var}={shown}" in msg and "expected " in msg, msg
 
 
 @pytest.mark.parametrize(("client", "k"), ALL_KEYS, ids=IDS)
 def test_every_key_as_argument_validates_python_values(client: str, k: OptionKey) -> None:
     """A valid argument wins with source 'argument'; an invalid one names the argument."""
-    good = k.default
+    good = "value" if k.default is None else k.default  # None means "not given"
     resolved = run(config.CLIENTS[client], client, overrides={k.arg: good})
     assert value_at(resolved.options, k) == good and resolved.source(k.arg) == "argument"
     for bad in invalid_python(k):
@@ -325,6 +326,10 @@ def test_register_client_checks_name_and_client_only_marks() -> None:
 def test_printed_default_reads_back_as_the_default(client: str, k: OptionKey) -> None:
     """What `resilience config` and the docs print for a default is a valid setting of it."""
     var = f"RESILIENCE_{client.upper()}_{k.env}"
+    if k.default is None:  # an optional key left unset: printed as such, not a value
+        assert k.meta.get("optional") and k.env_form(None) == "unset"
+        assert value_at(run(config.CLIENTS[client], client, {}).options, k) is None
+        return
     resolved = run(config.CLIENTS[client], client, {var: k.env_form(k.default)})
     assert value_at(resolved.options, k) == k.default
 
