@@ -201,12 +201,13 @@ class SearchBase(ClientBase[SearchDriver]):
     def _attempt(self, driver: SearchDriver, index: int, fn: Callable[[Any], Any],
                  remaining: float, op: str) -> Any:
         raw = driver.raws[index]
+        began = _monotonic()
         try:
             return fn(raw)
         except Exception as exc:
             if self._status(exc) != 429:
                 raise
-            return self._throttled(raw, fn, exc)
+            return self._throttled(raw, fn, exc, _monotonic() - began)
 
     async def _aattempt(self, driver: SearchDriver, index: int, fn: Callable[[Any], Any],
                         remaining: float, op: str) -> Any:
@@ -218,15 +219,18 @@ class SearchBase(ClientBase[SearchDriver]):
         return await asyncio.get_running_loop().run_in_executor(
             driver.executor(workers), ctx.run, self._attempt, driver, index, fn, remaining, op)
 
-    def _throttled(self, raw: Any, fn: Callable[[Any], Any], exc: Exception) -> Any:
-        """Retry a 429 with full-jitter backoff while the deadline and budget allow."""
+    def _throttled(self, raw: Any, fn: Callable[[Any], Any], exc: Exception,
+                   took: float) -> Any:
+        """Retry a 429 with full-jitter backoff while the deadline and budget allow:
+        only when a request as long as the first (``took``) still fits after the pause,
+        so the call ends as throttled, not as a timeout of a last attempt cut short."""
         retry = self.options.retry
         budget = self._retry.budget
         for n in itertools.count():
             at = DEADLINE.get()
             now = _monotonic()
             delay = max(0.001, random.uniform(0, min(retry.max_backoff, retry.backoff * 2 ** n)))
-            if at is None or now + delay >= at or (budget is not None
+            if at is None or now + delay + took >= at or (budget is not None
                                                   and not budget.try_withdraw(now)):
                 raise exc
             time.sleep(delay)

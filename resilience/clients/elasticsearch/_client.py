@@ -61,6 +61,10 @@ def error_map() -> ErrorMap:
     ])
 
 
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
 class _Elasticsearch(SearchBase):
     """elasticsearch-py's part: building a node's raw client, reading its errors."""
 
@@ -96,7 +100,11 @@ class _Elasticsearch(SearchBase):
                 if getattr(o, name) is not None:
                     kw[name] = getattr(o, name)
         raw = Raw(hosts=[url], **kw)
-        node: Any = raw.transport.node_pool.all()[0]  # Urllib3HttpNode: one node per client
+        node_pool: Any = raw.transport.node_pool
+        # The node's breaker decides; the pool's dead marking (a warning log line and a
+        # growing timeout per failure, ignored with one node) would only cost time.
+        node_pool.mark_dead = node_pool.mark_live = _ignore
+        node: Any = node_pool.all()[0]  # Urllib3HttpNode: one node per client
         pool = node.pool
         harden_pool(pool, connect_timeout=o.connect_timeout, pool_timeout=o.pool_timeout,
                     default_timeout=o.timeout)
@@ -113,8 +121,9 @@ class _Elasticsearch(SearchBase):
 
     @staticmethod
     def _root(exc: BaseException) -> BaseException | None:
-        errors = getattr(exc, "errors", ())
-        return errors[0] if errors and isinstance(errors[0], BaseException) else None
+        # The node raises ``ConnectionError(...) from <urllib3 error>``; the transport
+        # then overwrites ``.errors`` with the earlier attempts' (none: max_retries=0).
+        return exc.__cause__
 
 
 class Elasticsearch(SearchAPI, _Elasticsearch):
