@@ -6,8 +6,9 @@ success. They send again only the items that failed with a retryable status
 (:data:`RETRYABLE_ITEM_STATUS`: the node was overloaded or a shard was unavailable, so
 the item was not applied), within the call's deadline, and raise :class:`BulkError`
 naming every item that still failed, with its status and reason. An item that failed
-with any other status (a mapping error, a version conflict, a missing document) is not
-sent again: it would fail the same way.
+with any other status (a mapping error, a refused request) is not sent again: it
+would fail the same way. A missing document (404) or a version conflict (409) is an
+outcome, not a failure: reported in the items, it does not make the bulk fail.
 
 Everything here is pure (no I/O), so it is tested without a server.
 """
@@ -21,10 +22,15 @@ from typing import Any
 
 from resilience.errors import BackendError
 
-__all__ = ["RETRYABLE_ITEM_STATUS", "BulkError", "BulkItem", "BulkRun", "parse_actions"]
+__all__ = ["OUTCOME_ITEM_STATUS", "RETRYABLE_ITEM_STATUS", "BulkError", "BulkItem", "BulkRun",
+           "parse_actions"]
 
 RETRYABLE_ITEM_STATUS = frozenset({429, 502, 503, 504})
 """Item statuses after which the item was not applied and may be sent again."""
+
+OUTCOME_ITEM_STATUS = frozenset({404, 409})
+"""Item statuses that are results, not failures: a delete or update of a missing
+document, a create of one that exists or a version conflict (reported in ``items``)."""
 
 _WITHOUT_SOURCE = frozenset({"delete"})
 
@@ -112,7 +118,8 @@ class BulkItem:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.status < 300
+        """Applied, or an outcome: a missing document (404) or a version conflict (409)."""
+        return self.status < 300 or self.status in OUTCOME_ITEM_STATUS
 
 
 class BulkError(BackendError):
