@@ -32,6 +32,8 @@ SUBJECTS = ("raw-default", "raw-tuned", "wrapper")
 
 DATASTORES: dict[str, str] = {
     "memcached": "resilience.bench.memcached:PLUGIN",
+    "elasticsearch": "resilience.bench.search:ELASTICSEARCH",
+    "opensearch": "resilience.bench.search:OPENSEARCH",
 }
 """Datastore name -> ``module:attribute`` of its :class:`Datastore` object."""
 

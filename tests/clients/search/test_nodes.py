@@ -26,7 +26,7 @@ def test_a_lost_node_is_skipped_once_its_breaker_opens(
         outcomes = [timed(lambda: client.get(index=INDEX, id="1")) for _ in range(16)]
         failed = [(wall, e) for wall, e in outcomes if e is not None]
         assert failed and all(isinstance(e, BackendError) for _, e in failed)
-        assert all(e.endpoint == lost for _, e in failed)  # type: ignore[union-attr]
+        assert all(e.endpoint == lost for _, e in failed)
         assert all(wall < 0.1 + 0.25 for wall, _ in outcomes)
         assert client.breaker(lost).state(time.monotonic()) is BreakerState.OPEN
         later = [timed(lambda: client.get(index=INDEX, id="1")) for _ in range(10)]
