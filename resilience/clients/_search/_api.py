@@ -93,6 +93,17 @@ class SearchAPI(SearchBase):
     def clear_scroll(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         return self._run("clear_scroll", "clear_scroll", timeout, kwargs)
 
+    def open_point_in_time(self, *, timeout: float | str | None = None,
+                           **kwargs: Any) -> Any:
+        """Open a point in time (Elasticsearch ``open_point_in_time``, OpenSearch
+        ``create_pit``): with ``search(... search_after=...)`` a replay-safe way to page."""
+        return self._run("open_point_in_time", self.pit_methods[0], timeout, kwargs)
+
+    def close_point_in_time(self, *, timeout: float | str | None = None,
+                            **kwargs: Any) -> Any:
+        """Close a point in time (``close_point_in_time`` / ``delete_pit``)."""
+        return self._run("close_point_in_time", self.pit_methods[1], timeout, kwargs)
+
     def health(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         """``GET _cluster/health`` (never ``info()``/``ping()``: some distributions lack
         the root endpoint, and ``ping()`` hides every error)."""
@@ -182,6 +193,14 @@ class AsyncSearchAPI(SearchBase):
 
     async def clear_scroll(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         return await self._run("clear_scroll", "clear_scroll", timeout, kwargs)
+
+    async def open_point_in_time(self, *, timeout: float | str | None = None,
+                                 **kwargs: Any) -> Any:
+        return await self._run("open_point_in_time", self.pit_methods[0], timeout, kwargs)
+
+    async def close_point_in_time(self, *, timeout: float | str | None = None,
+                                  **kwargs: Any) -> Any:
+        return await self._run("close_point_in_time", self.pit_methods[1], timeout, kwargs)
 
     async def health(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         budget = self._budget(timeout, kwargs)

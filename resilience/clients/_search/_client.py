@@ -128,6 +128,7 @@ class SearchBase(ClientBase[SearchDriver]):
     idempotent = IDEMPOTENT
     options: SearchOptions
     bulk_key: ClassVar[str]  # the bulk body's keyword: "operations" or "body"
+    pit_methods: ClassVar[tuple[str, str]]  # the driver's open / close point-in-time
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class _Elasticsearch(SearchBase):
     options_class = ElasticsearchOptions
     driver_modules = ("elasticsearch",)
     extra = "elasticsearch"
+    pit_methods = ("open_point_in_time", "close_point_in_time")
     bulk_key = "operations"
     options: ElasticsearchOptions
 

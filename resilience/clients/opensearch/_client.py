@@ -65,6 +65,7 @@ class _OpenSearch(SearchBase):
     options_class = OpenSearchOptions
     driver_modules = ("opensearchpy",)
     extra = "opensearch"
+    pit_methods = ("create_pit", "delete_pit")
     bulk_key = "body"
     options: OpenSearchOptions
 

@@ -91,3 +91,20 @@ def test_secrets_never_shown_and_no_io_at_construction(driver_name: str) -> None
     with pytest.raises(ConfigError) as info:
         sync("http://user:hunter2@127.0.0.1:9200", environ={})
     assert "hunter2" not in str(info.value)
+
+
+def test_paging_with_a_point_in_time_and_search_after(driver: str, node: Any,
+                                                      make_client: MakeClient) -> None:
+    """A point in time plus search_after pages replay-safely (scroll is never retried)."""
+    client = make_client([node.url], timeout=3.0)
+    if driver == "elasticsearch":
+        pit = client.open_point_in_time(index=INDEX, keep_alive="1m")["id"]
+        page = client.search(pit={"id": pit, "keep_alive": "1m"}, size=1,
+                             sort=[{"_shard_doc": "asc"}])
+        client.close_point_in_time(id=pit)
+    else:
+        pit = client.open_point_in_time(index=INDEX, keep_alive="1m")["pit_id"]
+        page = client.search(body={"pit": {"id": pit, "keep_alive": "1m"}, "size": 1,
+                                   "sort": [{"n": "asc"}]})
+        client.close_point_in_time(body={"pit_id": [pit]})
+    assert len(page["hits"]["hits"]) == 1 and page["hits"]["hits"][0]["sort"]
