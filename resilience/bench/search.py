@@ -91,17 +91,35 @@ class RawSubject:
         self._client.close()
 
 
+def _reachable(node: tuple[str, int]) -> bool:
+    """Whether a TCP connect to ``node`` succeeds within 0.2 s (not a blackhole, not
+    refused)."""
+    try:
+        socket.create_connection(node, timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
 class WrapperSubject:
     """The resilience wrapper with ``budget`` as timeout and connect cap."""
 
-    def __init__(self, name: str, urls: list[str], budget: float, target: int) -> None:
+    def __init__(self, name: str, nodes: Sequence[tuple[str, int]], budget: float,
+                 target: int) -> None:
         from resilience.core.breaker import BreakerState
 
         self.name = "wrapper"
         cls = _wrapper_class(name)
+        urls = [f"http://{h}:{p}" for h, p in nodes]
         self._client = cls(urls, timeout=budget, connect_timeout=budget, environ={})
         self._endpoint = self._client.endpoints[target]
         self._open_states = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
+        if _reachable(nodes[target]):
+            # A JVM just thawed (the previous row froze it) can take longer than the
+            # budget to answer the first request: warm up with a generous budget, as the
+            # raw subjects' first call gets their 10 s or retries. Not measured.
+            with contextlib.suppress(Exception):
+                self._client.get(index=INDEX, id="1", timeout=5.0)
 
     def call(self) -> object:
         return self._client.get(index=INDEX, id="1")
@@ -199,7 +217,7 @@ class SearchBench:
         if kind == "raw-tuned":
             return RawSubject(self.name, kind, urls, budget)
         if kind == "wrapper":
-            return WrapperSubject(self.name, urls, budget, target)
+            return WrapperSubject(self.name, nodes, budget, target)
         raise ValueError(f"unknown subject {kind!r}")
 
     def overhead(self, host: str, port: int, calls: int) -> list[OverheadRow]:
@@ -221,14 +239,15 @@ def _seed(name: str, url: str) -> None:
         raw.close()
 
 
-def _peers(name: str, url: str) -> dict[str, dict[str, Callable[[], object]]]:
-    """Subject -> operation -> a callable doing that healthy call."""
+def _peers(name: str, url: str, made: list[Any]) -> dict[str, dict[str, Callable[[], object]]]:
+    """Subject -> operation -> a callable doing that healthy call (clients into ``made``)."""
     import pybreaker
 
     raw = _raw(name, [url], 1.0)
     pyb_raw = _raw(name, [url], 1.0)
     wrapper = _wrapper_class(name)([url], timeout=1.0, environ={})
     breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=1)
+    made += [raw, pyb_raw, wrapper]
     query = ({"query": {"term": {"n": 1}}} if name == "elasticsearch"
              else {"body": {"query": {"term": {"n": 1}}}})
 
@@ -246,20 +265,28 @@ def _peers(name: str, url: str) -> dict[str, dict[str, Callable[[], object]]]:
 def _overhead(name: str, url: str, calls: int, per_round: int = 50) -> list[OverheadRow]:
     """Healthy-path µs per call of each subject, in short interleaved rounds grouped in
     cycles where every subject takes every position once; ``x raw`` and *CPU added* are
-    medians over cycles of the per-cycle comparison with the raw driver (as memcached's)."""
-    peers = _peers(name, url)
-    names = list(peers)
-    n = len(names)
+    medians over cycles of the per-cycle comparison with the raw driver (as memcached's).
+
+    Every cycle builds the clients anew: a JVM server answers each keep-alive connection
+    on its own thread, and where that thread runs biases a connection's cost by tens of
+    µs (measured: +-25 µs between two identical raw clients), so one connection per
+    subject for the whole run would measure where connections landed, not clients.
+    """
+    names: list[str] = []
+    n = 3
     cycles = max(5, calls // (per_round * n))
     rows: list[OverheadRow] = []
     for op in ("get", "search"):
-        wall: dict[str, list[float]] = {k: [] for k in names}
-        cpu: dict[str, list[float]] = {k: [] for k in names}
-        rounds: dict[str, list[float]] = {k: [] for k in names}
-        for fns in peers.values():
-            for _ in range(50):
-                fns[op]()
+        wall: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
+        rounds: dict[str, list[float]] = {}
         for _ in range(cycles):
+            made: list[Any] = []
+            peers = _peers(name, url, made)
+            names = list(peers)
+            for fns in peers.values():
+                for _ in range(20):
+                    fns[op]()
             w = dict.fromkeys(names, 0.0)
             c = dict.fromkeys(names, 0.0)
             for r in range(n):
@@ -271,10 +298,12 @@ def _overhead(name: str, url: str, calls: int, per_round: int = 50) -> list[Over
                     took = time.perf_counter() - start
                     c[subject] += time.process_time() - start_cpu
                     w[subject] += took
-                    rounds[subject].append(took / per_round * 1e6)
+                    rounds.setdefault(subject, []).append(took / per_round * 1e6)
             for subject in names:
-                wall[subject].append(w[subject])
-                cpu[subject].append(c[subject] / (n * per_round) * 1e6)
+                wall.setdefault(subject, []).append(w[subject])
+                cpu.setdefault(subject, []).append(c[subject] / (n * per_round) * 1e6)
+            for client in made:
+                client.close()
         base, base_cpu = wall[names[0]], cpu[names[0]]
         for subject in names:
             per_call = [x / (n * per_round) * 1e6 for x in wall[subject]]

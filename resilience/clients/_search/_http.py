@@ -5,9 +5,10 @@ elasticsearch-py (elastic-transport's ``Urllib3HttpNode``) and opensearch-py
 ``.pool``. :func:`harden_pool` swaps that pool's class for one that closes three gaps:
 
 - **Every request is bounded by the ambient deadline.** ``urlopen`` ignores the timeout
-  the driver passes and uses ``Timeout(connect=min(connect_timeout, remaining),
-  read=remaining)``, where ``remaining`` comes from the pipeline's deadline (set while an
-  attempt runs), so no call passes ``None`` and no ``options()`` client is built per call.
+  the driver passes and uses ``remaining`` (a new connection's connect at most
+  ``min(connect_timeout, remaining)``), where ``remaining`` comes from the pipeline's
+  deadline (set while an attempt runs), so no call passes ``None`` and no ``options()``
+  client is built per call.
 - **The read timeout becomes a total.** urllib3's read timeout applies to each
   ``recv``, so a reply that trickles in one byte at a time never times out. Each socket
   is a :class:`DeadlineSocket`, which sets its timeout to what is left of the deadline
@@ -33,7 +34,6 @@ import time
 import weakref
 from typing import Any
 
-import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -43,20 +43,35 @@ __all__ = ["DeadlineSocket", "harden_pool", "shutdown_pool"]
 
 _monotonic = time.monotonic
 _MIN = 0.001  # a timeout of 0 would make the socket non-blocking
+_SLACK = 0.002  # an armed timeout this close to the deadline is kept
+_NEVER = float("inf")
 
 
 class DeadlineSocket(socket.socket):
-    """A socket whose every receive and send ends by the ambient deadline (if one is set)."""
+    """A socket whose every receive and send ends by the ambient deadline (if one is set).
 
-    __slots__ = ()
+    A socket timeout applies to each operation from its start, so an operation starting
+    now ends by ``now + armed``; the socket re-arms only when that is more than 2 ms from
+    the deadline (``settimeout`` records the armed value, urllib3's calls included).
+    urllib3 arms the read timeout at what is left of the deadline just before it reads,
+    so on the healthy path a receive costs a clock read and a comparison, not a syscall.
+    """
+
+    __slots__ = ("_armed",)
+
+    def settimeout(self, value: float | None) -> None:
+        super().settimeout(value)
+        self._armed = _NEVER if value is None else value
 
     def _bound(self) -> None:
         at = DEADLINE.get()
         if at is not None:
-            left = at - _monotonic()
-            if left <= 0:
+            now = _monotonic()
+            if now >= at:
                 raise TimeoutError("deadline reached while reading the reply")
-            self.settimeout(left)
+            ends = now + getattr(self, "_armed", _NEVER)
+            if ends > at + _SLACK or ends < at - _SLACK:
+                self.settimeout(at - now)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         self._bound()
@@ -81,17 +96,29 @@ def _deadline_socket(sock: socket.socket, live: weakref.WeakSet[socket.socket] |
     return wrapped
 
 
+def _cap_connect(conn: Any) -> None:
+    # The request's timeout is what is left of the deadline; the connect gets at most
+    # connect_timeout of it (only a new connection pays this, not the pooled ones).
+    cap = conn._resilience_connect
+    if cap is not None and (not isinstance(conn.timeout, int | float) or conn.timeout > cap):
+        conn.timeout = cap
+
+
 class _HTTPConnection(HTTPConnection):
     _resilience_live: weakref.WeakSet[socket.socket] | None = None
+    _resilience_connect: float | None = None
 
     def _new_conn(self) -> socket.socket:
+        _cap_connect(self)
         return _deadline_socket(super()._new_conn(), self._resilience_live)
 
 
 class _HTTPSConnection(HTTPSConnection):
     _resilience_live: weakref.WeakSet[socket.socket] | None = None
+    _resilience_connect: float | None = None
 
     def _new_conn(self) -> socket.socket:
+        _cap_connect(self)
         # Registered so close() can shut it down; TLS then reads through its own object.
         sock = super()._new_conn()
         if self._resilience_live is not None:
@@ -110,13 +137,16 @@ class _PoolMixin:
     def urlopen(self, method: str, url: str, *args: Any, **kw: Any) -> Any:
         at = DEADLINE.get()
         left = self._resilience_default if at is None else max(at - _monotonic(), _MIN)
-        kw["timeout"] = urllib3.Timeout(connect=min(self._resilience_connect, left), read=left)
+        # A float, not a Timeout(connect=..., read=...): urllib3 would clone that one,
+        # ~2 us more a call; the connect cap is applied where a connection is made.
+        kw["timeout"] = left
         kw["pool_timeout"] = min(self._resilience_wait, left)
         return super().urlopen(method, url, *args, **kw)  # type: ignore[misc]
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
         conn._resilience_live = self._resilience_live
+        conn._resilience_connect = self._resilience_connect
         return conn
 
 
