@@ -180,3 +180,20 @@ def test_no_options_client_per_call_and_health_never_uses_the_root_endpoint(
     client = make_sync([node.url], timeout=2.0)
     assert client.get(index=INDEX, id="1")["found"] is True
     assert client.health()["status"] in ("green", "yellow")
+
+
+def test_the_ambient_deadline_and_timeout_per_call_bound_the_request(
+        request: pytest.FixtureRequest, make_sync: MakeClient) -> None:
+    """Replies 300 ms late: a 1 s default budget is cut by ``resilience.deadline(0.1)``
+    around the call, and by ``timeout=0.1`` on it."""
+    import resilience
+
+    proxy = _proxy(request)
+    client = make_sync([_url(proxy)], timeout=1.0, retry_attempts=1, breaker_enabled=False)
+    client.get(index=INDEX, id="1")
+    with proxy.toxic(toxics.Latency(latency_ms=300)):
+        with resilience.deadline(BUDGET):
+            elapsed, error = timed(lambda: client.get(index=INDEX, id="1"))
+        assert isinstance(error, BackendTimeoutError) and elapsed < BUDGET + 0.05, elapsed
+        elapsed, error = timed(lambda: client.search(index=INDEX, timeout=BUDGET))
+        assert isinstance(error, BackendTimeoutError) and elapsed < BUDGET + 0.05, elapsed
