@@ -39,6 +39,8 @@ DATASTORES: dict[str, str] = {
     "zookeeper": "resilience.bench.zookeeper:PLUGIN",
     "nsq": "resilience.bench.nsq:PLUGIN",
     "nsq-http": "resilience.bench.nsq:HTTP_PLUGIN",
+    "elasticsearch": "resilience.bench.search:ELASTICSEARCH",
+    "opensearch": "resilience.bench.search:OPENSEARCH",
 }
 """Datastore name -> ``module:attribute`` of its :class:`Datastore` object."""
 

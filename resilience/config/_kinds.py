@@ -49,6 +49,8 @@ class OptionKey(NamedTuple):  # a NamedTuple: a dataclass costs ~1.5 ms of impor
 
     def env_form(self, value: Any) -> str:
         """``value`` written as an environment value (durations in ms); secrets masked."""
+        if value is None or (self.secret and value == ""):
+            return "unset"  # an empty secret says so: "***" would suggest one is set
         if self.secret:
             return "***"
         if self.kind == "duration":
@@ -214,7 +216,13 @@ def parse_env(k: OptionKey, var: str, raw: str, service: str | None) -> Any:
 
 
 def check_python(k: OptionKey, value: Any, label: str, service: str | None) -> Any:
-    """``value`` checked (and normalised: list -> tuple, int -> float) for key ``k``."""
+    """``value`` checked (and normalised: list -> tuple, int -> float) for key ``k``.
+
+    ``None`` is accepted for a key marked ``optional`` (a setting that may be absent,
+    such as a password); the environment cannot set it back to None.
+    """
+    if value is None and k.meta.get("optional", False):
+        return None
     kind, ok = k.kind, False
     if kind == "bool":
         ok = type(value) is bool

@@ -156,7 +156,7 @@ def test_every_key_rejects_invalid_values_naming_variable_value_and_form(
 @pytest.mark.parametrize(("client", "k"), ALL_KEYS, ids=IDS)
 def test_every_key_as_argument_validates_python_values(client: str, k: OptionKey) -> None:
     """A valid argument wins with source 'argument'; an invalid one names the argument."""
-    good = k.default
+    good = "value" if k.default is None else k.default  # None means "not given"
     resolved = run(config.CLIENTS[client], client, overrides={k.arg: good})
     assert value_at(resolved.options, k) == good and resolved.source(k.arg) == "argument"
     for bad in invalid_python(k):
@@ -333,12 +333,16 @@ def test_register_client_checks_name_and_client_only_marks() -> None:
 @pytest.mark.parametrize(("client", "k"), ALL_KEYS, ids=IDS)
 def test_printed_default_reads_back_as_the_default(client: str, k: OptionKey) -> None:
     """What `resilience config` and the docs print for a default is a valid setting of it."""
-    if k.secret:  # a secret's default is printed as *** like any value of it
-        assert k.env_form(k.default) == "***"
+    if k.secret:  # a secret's value is never printed: *** when set, "unset" when not
+        assert k.env_form(k.default) == ("unset" if k.default in (None, "") else "***")
         return
     var = f"RESILIENCE_{client.upper()}_{k.env}"
     if k.meta.get("optional") and k.default == "":  # printed empty: unset it
         assert value_at(run(config.CLIENTS[client], client, {}).options, k) == ""
+        return
+    if k.default is None:  # an optional key left unset: printed as such, not a value
+        assert k.meta.get("optional") and k.env_form(None) == "unset"
+        assert value_at(run(config.CLIENTS[client], client, {}).options, k) is None
         return
     resolved = run(config.CLIENTS[client], client, {var: k.env_form(k.default)})
     assert value_at(resolved.options, k) == k.default

@@ -1,0 +1,237 @@
+"""The public methods of both search clients, sync and asyncio: the driver's own API.
+
+Each method takes the driver's own keyword arguments (elasticsearch-py: ``document=``,
+``query=``, ``operations=``; opensearch-py: ``body=``) and passes them through
+unchanged, plus ``timeout=``: the call's budget in seconds (a string such as ``"1s"``
+is the server's own ``timeout`` parameter and goes to the server). The operation name
+picks the retry rule: ``index`` without an ``id`` is ``index_auto_id`` and ``update``
+with a script is ``update_script``, neither ever repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from resilience.clients._search._bulk import BulkError, BulkRun, parse_actions
+from resilience.clients._search._client import SearchBase, bulk_backoff
+from resilience.core.deadline import DEADLINE, deadline
+from resilience.errors import ResilienceError
+
+__all__ = ["AsyncSearchAPI", "SearchAPI"]
+
+_monotonic = time.monotonic
+
+
+def _index_op(kwargs: Mapping[str, Any]) -> str:
+    return "index" if kwargs.get("id") not in (None, "") else "index_auto_id"
+
+
+def _update_op(kwargs: Mapping[str, Any]) -> str:
+    body = kwargs.get("body")
+    if kwargs.get("script") is not None or (isinstance(body, Mapping) and "script" in body):
+        return "update_script"
+    return "update"
+
+
+def _method(name: str) -> Callable[[Any], Callable[..., Any]]:
+    def make(kwargs: Any) -> Callable[[Any], Any]:
+        return lambda raw: getattr(raw, name)(**kwargs)
+    return make
+
+
+class SearchAPI(SearchBase):
+    """Sync methods: each one call through the pipeline on the node chosen by breaker."""
+
+    def _run(self, op: str, name: str, timeout: float | str | None,
+             kwargs: dict[str, Any]) -> Any:
+        budget = self._budget(timeout, kwargs)
+        return self._call(op, self._pick(), lambda raw: getattr(raw, name)(**kwargs), budget)
+
+    def search(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        """The driver's ``search``; retried (idempotent)."""
+        return self._run("search", "search", timeout, kwargs)
+
+    def get(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        """The driver's ``get``; a missing document raises the driver's NotFoundError
+        (an outcome: not counted against the node)."""
+        return self._run("get", "get", timeout, kwargs)
+
+    def mget(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._run("mget", "mget", timeout, kwargs)
+
+    def count(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._run("count", "count", timeout, kwargs)
+
+    def exists(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._run("exists", "exists", timeout, kwargs)
+
+    def msearch(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._run("msearch", "msearch", timeout, kwargs)
+
+    def index(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        """The driver's ``index``: retried with an ``id``, never without one."""
+        return self._run(_index_op(kwargs), "index", timeout, kwargs)
+
+    def create(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._run("create", "create", timeout, kwargs)
+
+    def update(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        """The driver's ``update``: retried with a partial doc, never with a script."""
+        return self._run(_update_op(kwargs), "update", timeout, kwargs)
+
+    def delete(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._run("delete", "delete", timeout, kwargs)
+
+    def scroll(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        """The next page of a scroll: never retried (a repeat would skip a page); prefer
+        ``search`` with a point in time and ``search_after``."""
+        return self._run("scroll", "scroll", timeout, kwargs)
+
+    def clear_scroll(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._run("clear_scroll", "clear_scroll", timeout, kwargs)
+
+    def open_point_in_time(self, *, timeout: float | str | None = None,
+                           **kwargs: Any) -> Any:
+        """Open a point in time (Elasticsearch ``open_point_in_time``, OpenSearch
+        ``create_pit``): with ``search(... search_after=...)`` a replay-safe way to page."""
+        return self._run("open_point_in_time", self.pit_methods[0], timeout, kwargs)
+
+    def close_point_in_time(self, *, timeout: float | str | None = None,
+                            **kwargs: Any) -> Any:
+        """Close a point in time (``close_point_in_time`` / ``delete_pit``)."""
+        return self._run("close_point_in_time", self.pit_methods[1], timeout, kwargs)
+
+    def health(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        """``GET _cluster/health`` (never ``info()``/``ping()``: some distributions lack
+        the root endpoint, and ``ping()`` hides every error)."""
+        budget = self._budget(timeout, kwargs)
+        return self._call("health", self._pick(), lambda raw: raw.cluster.health(**kwargs),
+                          budget)
+
+    def run(self, fn: Callable[[Any], Any], *, op: str = "run",
+            timeout: float | None = None) -> Any:
+        """``fn(raw_client)`` on one node through the pipeline, for any other driver call
+        (``lambda es: es.indices.create(index="docs")``); never retried unless ``op`` is
+        an idempotent name of the table."""
+        return self._call(op, self._pick(), fn, timeout)
+
+    def bulk(self, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        """The driver's ``bulk``; items that failed with 429/502/503/504 are sent again
+        within the deadline; returns the reply when every item succeeded.
+
+        Raises:
+            BulkError: some items failed for good (``.failed``: position, status, reason).
+        """
+        run = BulkRun(parse_actions(kwargs.pop(self.bulk_key)))
+        budget = self.options.timeout if timeout is None else timeout
+        with deadline(budget):
+            while run.pending:
+                body = {**kwargs, self.bulk_key: run.body()}
+                try:
+                    reply = self._call("bulk", self._pick(), _method("bulk")(body))
+                except ResilienceError as exc:
+                    if run.rounds == 0:
+                        raise
+                    raise BulkError([i for i in run.items if i is not None], run.last,
+                                    service=self.service, operation="bulk") from exc
+                run.pending = run.record(reply)
+                if not run.pending:
+                    break
+                pause = bulk_backoff(self.options, run.rounds)
+                at = DEADLINE.get()
+                if at is None or _monotonic() + pause >= at:
+                    break
+                time.sleep(pause)
+                self._count("bulk_item_retries", len(run.pending))
+        return run.outcome({"service": self.service, "operation": "bulk"})
+
+
+class AsyncSearchAPI(SearchBase):
+    """asyncio methods: the same as :class:`SearchAPI`, awaited."""
+
+    async def _run(self, op: str, name: str, timeout: float | str | None,
+                   kwargs: dict[str, Any]) -> Any:
+        budget = self._budget(timeout, kwargs)
+        return await self._acall(op, self._pick(),
+                                 lambda raw: getattr(raw, name)(**kwargs), budget)
+
+    async def search(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("search", "search", timeout, kwargs)
+
+    async def get(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("get", "get", timeout, kwargs)
+
+    async def mget(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("mget", "mget", timeout, kwargs)
+
+    async def count(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("count", "count", timeout, kwargs)
+
+    async def exists(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("exists", "exists", timeout, kwargs)
+
+    async def msearch(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("msearch", "msearch", timeout, kwargs)
+
+    async def index(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run(_index_op(kwargs), "index", timeout, kwargs)
+
+    async def create(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("create", "create", timeout, kwargs)
+
+    async def update(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run(_update_op(kwargs), "update", timeout, kwargs)
+
+    async def delete(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("delete", "delete", timeout, kwargs)
+
+    async def scroll(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("scroll", "scroll", timeout, kwargs)
+
+    async def clear_scroll(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return await self._run("clear_scroll", "clear_scroll", timeout, kwargs)
+
+    async def open_point_in_time(self, *, timeout: float | str | None = None,
+                                 **kwargs: Any) -> Any:
+        return await self._run("open_point_in_time", self.pit_methods[0], timeout, kwargs)
+
+    async def close_point_in_time(self, *, timeout: float | str | None = None,
+                                  **kwargs: Any) -> Any:
+        return await self._run("close_point_in_time", self.pit_methods[1], timeout, kwargs)
+
+    async def health(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        budget = self._budget(timeout, kwargs)
+        return await self._acall("health", self._pick(),
+                                 lambda raw: raw.cluster.health(**kwargs), budget)
+
+    async def run(self, fn: Callable[[Any], Any], *, op: str = "run",
+                  timeout: float | None = None) -> Any:
+        """``fn(raw_client)`` (a sync driver call, run on a worker thread)."""
+        return await self._acall(op, self._pick(), fn, timeout)
+
+    async def bulk(self, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        run = BulkRun(parse_actions(kwargs.pop(self.bulk_key)))
+        budget = self.options.timeout if timeout is None else timeout
+        with deadline(budget):
+            while run.pending:
+                body = {**kwargs, self.bulk_key: run.body()}
+                try:
+                    reply = await self._acall("bulk", self._pick(), _method("bulk")(body))
+                except ResilienceError as exc:
+                    if run.rounds == 0:
+                        raise
+                    raise BulkError([i for i in run.items if i is not None], run.last,
+                                    service=self.service, operation="bulk") from exc
+                run.pending = run.record(reply)
+                if not run.pending:
+                    break
+                pause = bulk_backoff(self.options, run.rounds)
+                at = DEADLINE.get()
+                if at is None or _monotonic() + pause >= at:
+                    break
+                await asyncio.sleep(pause)
+                self._count("bulk_item_retries", len(run.pending))
+        return run.outcome({"service": self.service, "operation": "bulk"})

@@ -1,0 +1,186 @@
+"""urllib3 pools that keep the deadline: what both search drivers send their requests through.
+
+elasticsearch-py (elastic-transport's ``Urllib3HttpNode``) and opensearch-py
+(``Urllib3HttpConnection``) each keep one urllib3 ``HTTPConnectionPool`` per node as
+``.pool``. :func:`harden_pool` swaps that pool's class for one that closes three gaps:
+
+- **Every request is bounded by the ambient deadline.** ``urlopen`` ignores the timeout
+  the driver passes and uses ``remaining`` (a new connection's connect at most
+  ``min(connect_timeout, remaining)``), where ``remaining`` comes from the pipeline's
+  deadline (set while an attempt runs), so no call passes ``None`` and no ``options()``
+  client is built per call.
+- **The read timeout becomes a total.** urllib3's read timeout applies to each
+  ``recv``, so a reply that trickles in one byte at a time never times out. Each socket
+  is a :class:`DeadlineSocket`, which sets its timeout to what is left of the deadline
+  before every receive and send: the reply is cut at the deadline.
+- **The checkout is bounded.** urllib3's pool blocks without bound (``block=True``, no
+  ``pool_timeout``) when every connection of the node is busy. Here it waits at most
+  ``min(pool_timeout, remaining)`` (0 by default: a full pool fails at once with
+  ``EmptyPoolError``, which the client turns into ``BulkheadFullError``).
+
+The pool also remembers its live sockets, so :func:`shutdown_pool` wakes calls that are
+blocked on a socket when the client is closed.
+
+Plain-HTTP sockets only: over TLS the ``ssl`` module owns the socket's reads, so a
+trickling TLS reply is bounded per read (by the remaining deadline at the request's
+start), not as a total.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import weakref
+from typing import Any
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from resilience.core.deadline import DEADLINE
+
+__all__ = ["DeadlineSocket", "harden_pool", "shutdown_pool"]
+
+_monotonic = time.monotonic
+_MIN = 0.001  # a timeout of 0 would make the socket non-blocking
+_SLACK = 0.002  # an armed timeout this close to the deadline is kept
+_NEVER = float("inf")
+
+
+class DeadlineSocket(socket.socket):
+    """A socket whose every receive and send ends by the ambient deadline (if one is set).
+
+    A socket timeout applies to each operation from its start, so an operation starting
+    now ends by ``now + armed``; the socket re-arms only when that is more than 2 ms from
+    the deadline (``settimeout`` records the armed value, urllib3's calls included).
+    urllib3 arms the read timeout at what is left of the deadline just before it reads,
+    so on the healthy path a receive costs a clock read and a comparison, not a syscall.
+    """
+
+    __slots__ = ("_armed",)
+
+    def settimeout(self, value: float | None) -> None:
+        super().settimeout(value)
+        self._armed = _NEVER if value is None else value
+
+    def _bound(self) -> None:
+        at = DEADLINE.get()
+        if at is not None:
+            now = _monotonic()
+            if now >= at:
+                raise TimeoutError("deadline reached while reading the reply")
+            ends = now + getattr(self, "_armed", _NEVER)
+            if ends > at + _SLACK or ends < at - _SLACK:
+                self.settimeout(at - now)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._bound()
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._bound()
+        return super().recv(bufsize, flags)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._bound()
+        super().sendall(data, flags)
+
+
+def _deadline_socket(sock: socket.socket, live: weakref.WeakSet[socket.socket] | None
+                     ) -> socket.socket:
+    timeout = sock.gettimeout()
+    wrapped = DeadlineSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    wrapped.settimeout(timeout)
+    if live is not None:
+        live.add(wrapped)
+    return wrapped
+
+
+def _cap_connect(conn: Any) -> None:
+    # The request's timeout is what is left of the deadline; the connect gets at most
+    # connect_timeout of it (only a new connection pays this, not the pooled ones).
+    cap = conn._resilience_connect
+    if cap is not None and (not isinstance(conn.timeout, int | float) or conn.timeout > cap):
+        conn.timeout = cap
+
+
+class _HTTPConnection(HTTPConnection):
+    _resilience_live: weakref.WeakSet[socket.socket] | None = None
+    _resilience_connect: float | None = None
+
+    def _new_conn(self) -> socket.socket:
+        _cap_connect(self)
+        return _deadline_socket(super()._new_conn(), self._resilience_live)
+
+
+class _HTTPSConnection(HTTPSConnection):
+    _resilience_live: weakref.WeakSet[socket.socket] | None = None
+    _resilience_connect: float | None = None
+
+    def _new_conn(self) -> socket.socket:
+        _cap_connect(self)
+        # Registered so close() can shut it down; TLS then reads through its own object.
+        sock = super()._new_conn()
+        if self._resilience_live is not None:
+            self._resilience_live.add(sock)
+        return sock
+
+
+class _PoolMixin:
+    """The bounded checkout and the deadline-derived timeout of every request."""
+
+    _resilience_connect: float
+    _resilience_wait: float
+    _resilience_default: float
+    _resilience_live: weakref.WeakSet[socket.socket]
+
+    def urlopen(self, method: str, url: str, *args: Any, **kw: Any) -> Any:
+        at = DEADLINE.get()
+        left = self._resilience_default if at is None else max(at - _monotonic(), _MIN)
+        # A float, not a Timeout(connect=..., read=...): urllib3 would clone that one,
+        # ~2 us more a call; the connect cap is applied where a connection is made.
+        kw["timeout"] = left
+        kw["pool_timeout"] = min(self._resilience_wait, left)
+        return super().urlopen(method, url, *args, **kw)  # type: ignore[misc]
+
+    def _new_conn(self) -> Any:
+        conn = super()._new_conn()  # type: ignore[misc]
+        conn._resilience_live = self._resilience_live
+        conn._resilience_connect = self._resilience_connect
+        return conn
+
+
+class _HTTPPool(_PoolMixin, HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(_PoolMixin, HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def harden_pool(pool: HTTPConnectionPool, *, connect_timeout: float, pool_timeout: float,
+                default_timeout: float) -> None:
+    """Make a driver's urllib3 pool keep the deadline (see the module docstring).
+
+    Args:
+        pool: the node's pool, still unused (built by the driver, no connection yet).
+        connect_timeout: cap of one connection attempt, in seconds.
+        pool_timeout: longest wait for a free connection when all are busy (0: none).
+        default_timeout: the timeout of a request made outside any deadline.
+    """
+    pool.__class__ = _HTTPSPool if isinstance(pool, HTTPSConnectionPool) else _HTTPPool
+    pool.block = True  # at most maxsize connections; past that, wait (bounded) or reject
+    hardened: Any = pool
+    hardened._resilience_connect = connect_timeout
+    hardened._resilience_wait = pool_timeout
+    hardened._resilience_default = default_timeout
+    hardened._resilience_live = weakref.WeakSet()
+
+
+def shutdown_pool(pool: HTTPConnectionPool) -> None:
+    """Close the pool and shut down every socket it opened: blocked calls wake at once."""
+    live: weakref.WeakSet[socket.socket] | None = getattr(pool, "_resilience_live", None)
+    for sock in list(live or ()):
+        with contextlib.suppress(OSError):  # already closed or never connected
+            sock.shutdown(socket.SHUT_RDWR)
+    pool.close()
