@@ -49,6 +49,8 @@ class OptionKey(NamedTuple):  # a NamedTuple: a dataclass costs ~1.5 ms of impor
 
     def env_form(self, value: Any) -> str:
         """``value`` written as an environment value (durations in ms); secrets masked."""
+        if value is None:
+            return "(unset)"  # an optional string left out
         if self.secret:
             return "***"
         if self.kind == "duration":
@@ -227,7 +229,9 @@ def check_python(k: OptionKey, value: Any, label: str, service: str | None) -> A
     elif kind == "choice":
         ok = isinstance(value, str) and value in k.meta["choices"]
     elif kind == "str":
-        ok = isinstance(value, str) and bool(value.strip())
+        # optional=True: None means "not set" (a keyspace, a user name).
+        ok = (isinstance(value, str) and bool(value.strip())) or (
+            value is None and bool(k.meta.get("optional")))
     elif kind == "list":
         seq = value.split(",") if isinstance(value, str) else value
         if isinstance(seq, (list, tuple)) and all(isinstance(i, str) for i in seq):
