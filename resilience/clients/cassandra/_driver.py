@@ -23,6 +23,7 @@ whose breaker is open.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import threading
@@ -86,15 +87,40 @@ def _resolve(point: str, port: int, until: float) -> tuple[str, int]:
     return str(info[0][4][0]), port
 
 
+def _late(remaining: float) -> Exception:
+    return connect_pending(f"not connected within {remaining * 1000:.0f} ms; the connect "
+                           "goes on in the background")
+
+
+def _outcome(attempt: _Connect) -> Session:
+    if attempt.error is not None:
+        raise attempt.error
+    assert attempt.session is not None
+    return attempt.session
+
+
 class _Connect:
     """One connect in flight: its thread, its outcome."""
 
-    __slots__ = ("done", "error", "session")
+    __slots__ = ("done", "error", "session", "waiters")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.session: Session | None = None
         self.error: BaseException | None = None
+        self.waiters: list[asyncio.Future[None]] = []  # asyncio callers, woken at the end
+
+    def finish(self) -> None:
+        self.done.set()
+        for waiter in self.waiters:
+            loop = waiter.get_loop()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_wake, waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Connector:
@@ -128,9 +154,31 @@ class Connector:
         session = self.session
         if session is not None:
             return session
+        attempt = self._begin()
+        if not attempt.done.wait(max(0.0, remaining)):
+            raise _late(remaining)
+        return _outcome(attempt)
+
+    async def aget(self, remaining: float) -> Session:
+        """:meth:`get` for asyncio: the loop is never blocked while the connect runs."""
+        session = self.session
+        if session is not None:
+            return session
+        attempt = self._begin()
+        if not attempt.done.is_set():
+            waiter = asyncio.get_running_loop().create_future()
+            attempt.waiters.append(waiter)
+            if attempt.done.is_set():  # ended between the check and the append
+                _wake(waiter)
+            try:
+                async with asyncio.timeout(max(0.0, remaining)):
+                    await waiter
+            except TimeoutError:
+                raise _late(remaining) from None
+        return _outcome(attempt)
+
+    def _begin(self) -> _Connect:
         with self._lock:
-            if self.session is not None:
-                return self.session
             if self._closed:
                 from cassandra import DriverException
 
@@ -138,15 +186,14 @@ class Connector:
             attempt = self._pending
             if attempt is None:
                 attempt = self._pending = _Connect()
+                if self.session is not None:  # connected meanwhile
+                    attempt.session = self.session
+                    attempt.done.set()
+                    self._pending = None
+                    return attempt
                 threading.Thread(target=self._connect, args=(attempt,), daemon=True,
                                  name="resilience-cassandra-connect").start()
-        if not attempt.done.wait(max(0.0, remaining)):
-            raise connect_pending(f"not connected within {remaining * 1000:.0f} ms; the "
-                                  "connect goes on in the background")
-        if attempt.error is not None:
-            raise attempt.error
-        assert attempt.session is not None
-        return attempt.session
+            return attempt
 
     def _connect(self, attempt: _Connect) -> None:
         opts = self.options
@@ -162,7 +209,7 @@ class Connector:
                 cluster.shutdown()  # the driver did it already on most failures; idempotent
             with self._lock:
                 self._pending = None  # the next call starts a new connect, on a new Cluster
-            attempt.done.set()
+            attempt.finish()
             return
         with self._lock:
             closed = self._closed
@@ -174,7 +221,7 @@ class Connector:
             attempt.error = connect_pending("client is closed")
         else:
             attempt.session = session
-        attempt.done.set()
+        attempt.finish()
 
     def _cluster(self, points: list[tuple[str, int]]) -> Cluster:
         opts = self.options
@@ -233,6 +280,6 @@ class Connector:
             pending = self._pending
         if pending is not None and not pending.done.is_set():
             pending.error = connect_pending("client is closed")
-            pending.done.set()  # wake the callers waiting on the connect
+            pending.finish()  # wake the callers waiting on the connect
         if cluster is not None:
             cluster.shutdown()
