@@ -268,11 +268,13 @@ class Sender:
         breakers = self._breakers
         now = _monotonic()
         errors: dict[Any, BaseException] = {}
-        for host in connector.policy.make_query_plan(session.keyspace, plan_query):
+        skipped = 0
+        for host in connector.policy.child.make_query_plan(session.keyspace, plan_query):
             index = self._index_of(host)
             breaker = breakers[index]
             permit = breaker.acquire(now)
             if permit is None:
+                skipped += 1
                 continue
             left = deadline - now
             if left <= 0.0:
@@ -292,10 +294,12 @@ class Sender:
                 now = end
                 continue
             return Flight(future, index, permit, now, request)
-        if errors:
+        if errors or not skipped:
+            # Every host refused it unsent, or the driver knows no live host at all.
             from cassandra.cluster import NoHostAvailable
 
-            nha = NoHostAvailable("no host took the request", errors)
+            nha = NoHostAvailable("no host took the request" if errors else
+                                  "no live host (the driver marked every host down)", errors)
             raise self._host_failure(nha, request, 0)
         if _monotonic() >= deadline:
             from cassandra import OperationTimedOut

@@ -61,6 +61,12 @@ class BreakerAwarePolicy(WrapperPolicy):  # type: ignore[misc]
         super().__init__(child)
         self._skip = skip
 
+    @property
+    def child(self) -> Any:
+        """The wrapped policy (the client walks its plans itself, asking each host's
+        breaker for a permit: the same filter, plus the permit)."""
+        return self._child_policy
+
     def make_query_plan(self, working_keyspace: Any = None, query: Any = None) -> Any:
         skip = self._skip
         for host in self._child_policy.make_query_plan(working_keyspace, query):
