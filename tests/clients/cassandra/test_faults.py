@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.servers("cassandra"), pytest.mark.slow]
 
 READ = "SELECT v FROM kv WHERE k = 'k1'"
 
-TOXICS = {
+TOXICS: dict[str, Callable[[], toxics.Toxic]] = {
     "latency-above": lambda: toxics.Latency(latency_ms=300),
     "blackhole": lambda: toxics.Blackhole(),
     "slow-drip": lambda: toxics.Slicer(average_size=1, delay_us=15_000),
