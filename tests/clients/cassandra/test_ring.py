@@ -8,6 +8,7 @@ has replication factor 3, so every node holds every row.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -72,7 +73,7 @@ def test_frozen_node_reads_go_to_the_other_coordinators(ring: Any, consistency: 
             db.execute(get, (f"k{i}",), timeout=5.0)
         assert set(db.endpoints) == {"cluster", *points}
         with victim.frozen_for():
-            outcomes = [timed(lambda i=i: db.execute(get, (f"k{i % 30}",)))
+            outcomes = [timed(functools.partial(db.execute, get, (f"k{i % 30}",)))
                         for i in range(40)]
             for wall, err in outcomes:
                 assert wall < BUDGET + MARGIN, outcomes
