@@ -24,7 +24,7 @@ from resilience.clients._base import ClientBase
 from resilience.clients._errormap import ErrorMap, IdempotencyTable, idempotency_table
 from resilience.clients.cassandra._errors import error_map, retry_safe
 from resilience.clients.cassandra._options import CassandraOptions
-from resilience.core.breaker import BreakerRegistry
+from resilience.core.breaker import BreakerRegistry, BreakerState
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.events import EventBus
 from resilience.core.retry import default_is_transient
@@ -34,6 +34,8 @@ __all__ = ["CLUSTER", "IDEMPOTENT", "CassandraBase", "Request"]
 
 D = TypeVar("D")
 _monotonic = time.monotonic
+
+_REJECTING = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
 
 CLUSTER = "cluster"
 """The endpoint name of the cluster-level breaker (index 0)."""
@@ -136,7 +138,12 @@ class CassandraBase(ClientBase[D]):
     def _skip(self, host: Any) -> bool:
         """For the load-balancing policy: leave ``host`` out while its breaker is open."""
         index = self._host_index.get(host)
-        return index is not None and self._breakers[index].retry_after(_monotonic()) > 0.0
+        if index is None:
+            return False
+        breaker = self._breakers[index]
+        # CLOSED (the usual case) has a standing permit: one attribute read. Otherwise
+        # OPEN past its interval turns HALF_OPEN here and stays in the plan (the probe).
+        return breaker._fast_permit is None and breaker.state(_monotonic()) in _REJECTING
 
     def _all_open(self, op: str) -> CircuitOpenError:
         now = _monotonic()
