@@ -32,6 +32,7 @@ SUBJECTS = ("raw-default", "raw-tuned", "wrapper")
 
 DATASTORES: dict[str, str] = {
     "memcached": "resilience.bench.memcached:PLUGIN",
+    "cassandra": "resilience.bench.cassandra:PLUGIN",
 }
 """Datastore name -> ``module:attribute`` of its :class:`Datastore` object."""
 

@@ -198,12 +198,16 @@ class _ProxySite(_Site):
 
 class _NodeLossSite:
     """Three nodes; ``inject`` freezes the first. ``target`` 0 reads its keys, 1 reads
-    keys of a surviving node."""
+    keys of a surviving node. A datastore whose nodes must form one cluster (Cassandra's
+    ring) offers ``start_ring(work_dir, nodes)``; otherwise each node is started alone."""
 
     def __init__(self, env: Env, target: int) -> None:
         self.servers: list[RunningServer] = []
+        start_ring = getattr(env.datastore, "start_ring", None)
         try:
-            for i in range(3):
+            if start_ring is not None:
+                self.servers = list(start_ring(tempfile.mkdtemp(dir=env.work_dir), 3))
+            for i in range(len(self.servers), 3):
                 self.servers.append(env.datastore.start_server(
                     tempfile.mkdtemp(dir=env.work_dir), targets=(i,)))
         except BaseException:

@@ -7,7 +7,9 @@ the client recovers before the next.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -42,18 +44,19 @@ def test_reject_drop_and_established_drop_end_within_budget(
     contact = f"{node.host}:{node.port}"
     db = make_db(contact, keyspace=None)
     _recover(db)
-    rules = {
-        "reject": lambda: ns.firewall.reject(node.port),
-        "drop": lambda: ns.firewall.drop(node.port),
-        "established-drop": lambda: ns.firewall.drop_established(node.port),
+    fw = ns.firewall
+    rules: dict[str, Callable[[], Any]] = {
+        "reject": lambda: fw.reject(node.port),
+        "drop": lambda: fw.drop(node.port),
+        "established-drop": lambda: fw.drop_established(node.port),
     }
     for name, make_rule in rules.items():
         rule = make_rule()
         try:
-            outcomes = [timed(lambda: db.execute(READ)) for _ in range(6)]
+            outcomes = [timed(functools.partial(db.execute, READ)) for _ in range(6)]
             assert_within_budget(outcomes, what=f"{name}, connected")
             fresh = make_db(contact, keyspace=None, connect_timeout=0.5)
-            first = [timed(lambda f=fresh: f.execute(READ)) for _ in range(3)]
+            first = [timed(functools.partial(fresh.execute, READ)) for _ in range(3)]
             assert all(err is not None and wall < BUDGET + MARGIN for wall, err in first), \
                 (name, first)
         finally:
