@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from resilience.clients._base import ClientBase
 from resilience.clients._errormap import ErrorMap, IdempotencyTable, idempotency_table
-from resilience.clients.cassandra._errors import error_map, retry_safe
+from resilience.clients.cassandra._errors import error_map, never_sent, retry_safe
 from resilience.clients.cassandra._options import CassandraOptions
 from resilience.core.breaker import BreakerRegistry, BreakerState
 from resilience.core.clock import SYSTEM_CLOCK, Clock
@@ -109,6 +109,11 @@ class CassandraBase(ClientBase[D]):
         self._host_index: dict[Any, int] = {}
         self._kinds: dict[str, bool] = {}  # CQL text -> is a read
         super().__init__([CLUSTER], opts, events=events, breakers=breakers, clock=clock)
+        # The driver is imported by now (at construction, as the base requires); looked
+        # up once here rather than by an import statement in every call.
+        from cassandra.query import BatchStatement, PreparedStatement, SimpleStatement
+
+        self._statement_types = (BatchStatement, PreparedStatement, SimpleStatement)
 
     # ---- the client contract ----------------------------------------------------------
 
@@ -169,7 +174,7 @@ class CassandraBase(ClientBase[D]):
                  fetch_size: int | None = None) -> Request:
         """A Request for ``query`` (text, statement or prepared statement); raises the
         caller's mistakes (bad consistency, bad bind values) here, before any I/O."""
-        from cassandra.query import BatchStatement, PreparedStatement, SimpleStatement
+        BatchStatement, PreparedStatement, SimpleStatement = self._statement_types
 
         if isinstance(query, str):
             statement: Any = SimpleStatement(query, fetch_size=fetch_size)
@@ -268,13 +273,11 @@ class Sender:
         Raises (mapped): every host's breaker open (CircuitOpenError, no I/O), no host
         took it (BackendUnavailableError, retry-safe), the deadline is spent.
         """
-        from resilience.clients.cassandra._errors import never_sent
-
         send = _send_prepare if request.op == "prepare" else _send_statement
         plan_query = None if request.op == "prepare" else request.statement
         breakers = self._breakers
         now = _monotonic()
-        errors: dict[Any, BaseException] = {}
+        errors: dict[Any, BaseException] = {}  # hosts that refused it unsent
         skipped = 0
         for host in connector.policy.child.make_query_plan(session.keyspace, plan_query):
             index = self._index_of(host)
