@@ -108,3 +108,11 @@ def test_open_breakers_reject_without_io(make_db: Any, contact: str) -> None:
         db.execute("SELECT v FROM kv WHERE k = 'k1'")
     db.breaker(contact).reset()
     assert db.execute("SELECT v FROM kv WHERE k = 'k1'").one().v == 1
+
+
+def test_a_contact_point_name_is_resolved_in_the_connect(make_db: Any, node: Any) -> None:
+    """A host name (not an IP literal) is resolved inside the background connect, and
+    the host is known by its address."""
+    db = make_db(f"localhost:{node.port}", timeout=5.0)
+    assert db.execute("SELECT v FROM kv WHERE k = 'k4'").one().v == 4
+    assert db.endpoints == ("cluster", f"127.0.0.1:{node.port}")
