@@ -24,8 +24,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from resilience.clients._base import _CallerError
-from resilience.clients.cassandra._common import CassandraBase, Flight, Request, Sender
+from resilience.clients.cassandra._common import CassandraBase, Request
 from resilience.clients.cassandra._result import Result
+from resilience.clients.cassandra._send import Flight, Sender
 from resilience.core.deadline import deadline as _ambient
 from resilience.errors import ResilienceError
 
