@@ -42,6 +42,11 @@ class AsyncCassandra(Sender, CassandraBase[Any]):
     """Cassandra for asyncio; the arguments and methods are those of
     :class:`~resilience.clients.cassandra.Cassandra`, awaited."""
 
+    async def aclose(self) -> None:
+        """Close the client; ``Cluster.shutdown()`` joins the driver's threads, so it runs
+        in a worker thread and the loop goes on meanwhile. Calls in flight end at once."""
+        await asyncio.to_thread(self._driver.close)
+
     async def _aattempt(self, connector: Any, index: int, fn: Any, remaining: float,
                         op: str) -> Any:
         deadline = _monotonic() + remaining

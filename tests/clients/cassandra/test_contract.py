@@ -194,3 +194,49 @@ def test_async_frozen_node_ends_in_budget_without_blocking_the_loop(
         assert isinstance(err, CircuitOpenError) and wall < BUDGET + MARGIN
 
     asyncio.run(main())
+
+
+@pytest.mark.servers("cassandra")
+@pytest.mark.parametrize("toxic", ["blackhole", "garbage"])
+def test_async_proxy_faults_end_in_budget_and_close_wakes_a_call(
+        toxic: str, node: Any, fault_proxy: Any, make_db: Any) -> None:
+    """AsyncCassandra under a silent or garbling path: reads end by the budget and the
+    breaker opens; a call waiting on a silent host ends when the client is closed."""
+    from resilience.clients.cassandra import AsyncCassandra
+
+    proxy = fault_proxy(("127.0.0.1", node.port))
+    host = f"{proxy.host}:{proxy.port}"
+
+    async def main() -> None:
+        db = make_db(host, kind=AsyncCassandra)
+        for _ in range(100):
+            try:
+                await db.execute(READ, timeout=2.0)
+                break
+            except ResilienceError:
+                await asyncio.sleep(0.1)
+        proxy.add(toxics.Blackhole() if toxic == "blackhole" else toxics.Garbage(ratio=1.0))
+        outcomes: list[tuple[float, ResilienceError | None]] = []
+        for _ in range(8):
+            start = time.monotonic()
+            try:
+                await db.execute(READ)
+                outcomes.append((time.monotonic() - start, None))
+            except ResilienceError as exc:
+                outcomes.append((time.monotonic() - start, exc))
+        assert_within_budget(outcomes, what=f"async {toxic}")
+        assert isinstance(outcomes[-1][1], CircuitOpenError)
+        if toxic == "blackhole":
+            other = make_db(host, kind=AsyncCassandra)
+            proxy.clear()
+            await other.execute(READ, timeout=5.0)
+            proxy.add(toxics.Blackhole())
+            call = asyncio.ensure_future(other.execute(READ, timeout=5.0))
+            await asyncio.sleep(0.3)
+            start = time.monotonic()
+            await other.aclose()
+            with pytest.raises(BackendUnavailableError):
+                await call
+            assert time.monotonic() - start < 2.0
+
+    asyncio.run(main())
