@@ -62,9 +62,10 @@ def is_read(text: str) -> bool:
 
 
 class Request:
-    """One statement to send: the statement, its parameters, its idempotency."""
+    """One statement to send: the statement, its parameters, its idempotency, and the
+    host whose attempt failed last (a retry tries the other hosts first)."""
 
-    __slots__ = ("idempotent", "op", "paging_state", "params", "statement")
+    __slots__ = ("failed_host", "idempotent", "op", "paging_state", "params", "statement")
 
     def __init__(self, statement: Any, params: Any, op: str, idempotent: bool,
                  paging_state: bytes | None = None) -> None:
@@ -73,6 +74,7 @@ class Request:
         self.op = op
         self.idempotent = idempotent
         self.paging_state = paging_state
+        self.failed_host: Any = None
 
 
 class CassandraBase(ClientBase[D]):

@@ -23,10 +23,11 @@ _monotonic = time.monotonic
 class Flight:
     """A request sent to one host, waiting for its answer."""
 
-    __slots__ = ("began", "future", "index", "permit", "request")
+    __slots__ = ("began", "future", "host", "index", "permit", "request")
 
-    def __init__(self, future: Any, index: int, permit: object, began: float,
+    def __init__(self, future: Any, host: Any, index: int, permit: object, began: float,
                  request: Request) -> None:
+        self.host = host
         self.future = future
         self.index = index
         self.permit = permit
@@ -51,6 +52,11 @@ def _send_prepare(session: Any, request: Request, host: Any, left: float) -> Any
     return future
 
 
+def _last(plan: Any, host: Any) -> list[Any]:
+    hosts = list(plan)
+    return [h for h in hosts if h != host] + [h for h in hosts if h == host]
+
+
 class Sender:
     """Picks the host and records its outcome; the sync and async clients wait."""
 
@@ -67,7 +73,10 @@ class Sender:
         now = _monotonic()
         errors: dict[Any, BaseException] = {}  # hosts that refused it unsent
         skipped = 0
-        for host in connector.policy.child.make_query_plan(session.keyspace, plan_query):
+        plan = connector.policy.child.make_query_plan(session.keyspace, plan_query)
+        if request.failed_host is not None:  # a retry: the host that just failed goes last
+            plan = _last(plan, request.failed_host)
+        for host in plan:
             index = self._index_of(host)
             breaker = breakers[index]
             permit = breaker.acquire(now)
@@ -91,7 +100,7 @@ class Sender:
                 errors[host] = failed
                 now = end
                 continue
-            return Flight(future, index, permit, now, request)
+            return Flight(future, host, index, permit, now, request)
         if errors or not skipped:
             # Every host refused it unsent, or the driver knows no live host at all.
             from cassandra.cluster import NoHostAvailable
@@ -125,6 +134,7 @@ class Sender:
             exc = future._final_exception
         self._record(self._breakers[flight.index], flight.permit, flight.began, exc)
         if exc is not None:
+            flight.request.failed_host = flight.host
             raise self._host_failure(exc, flight.request, flight.index) from exc
         return future.result()
 

@@ -240,3 +240,13 @@ def test_async_proxy_faults_end_in_budget_and_close_wakes_a_call(
             assert time.monotonic() - start < 2.0
 
     asyncio.run(main())
+
+
+def test_a_retry_tries_the_host_that_failed_last() -> None:
+    """The retry's plan keeps the policy's order but moves the host that just failed to
+    the end (it is still tried when it is the only one)."""
+    from resilience.clients.cassandra._send import _last
+
+    assert _last(iter(["a", "b", "c"]), "a") == ["b", "c", "a"]
+    assert _last(iter(["a"]), "a") == ["a"]
+    assert _last(iter(["b", "c"]), "a") == ["b", "c"]
