@@ -49,12 +49,21 @@ class AsyncCassandra(Sender, CassandraBase[Any]):
 
     async def _aattempt(self, connector: Any, index: int, fn: Any, remaining: float,
                         op: str) -> Any:
-        deadline = _monotonic() + remaining
-        session = await connector.aget(remaining)
-        if isinstance(fn, list):
-            return await self._send_many(connector, session, fn, deadline)
-        flight = self._start(connector, session, fn, deadline)
-        return flight, await self._wait(flight, deadline)
+        began = _monotonic()
+        deadline = began + remaining
+        permit = self._cluster_permit(op, began)
+        try:
+            session = await connector.aget(remaining)
+            if isinstance(fn, list):
+                result: Any = await self._send_many(connector, session, fn, deadline)
+            else:
+                flight = self._start(connector, session, fn, deadline)
+                result = flight, await self._wait(flight, deadline)
+        except BaseException as exc:
+            self._cluster_outcome(permit, began, exc)
+            raise
+        self._cluster_outcome(permit, began, None)
+        return result
 
     async def _wait(self, flight: Flight, deadline: float) -> Any:
         """The flight's ResultSet, awaited at most until ``deadline``."""

@@ -1,35 +1,35 @@
 """What the sync and asyncio Cassandra clients share on top of the client base.
 
-Endpoints: index 0 is ``"cluster"``, the breaker of the whole call (the pipeline's): it
-opens when most calls fail whatever host they went to, for example when no host can be
-reached at all. Every host the session learns of gets its own endpoint, named
-``address:port``, with its own breaker. The driver would choose the coordinator itself;
-here the client walks the query plan of the load-balancing policy (token aware, data
-centre aware, without the hosts whose breaker is open), takes the first host whose
-breaker grants a permit, and sends the request to exactly that host (``host=``), so
-each outcome is recorded on the breaker of the host that produced it. A request that
-provably never left (no connection to that host) goes on to the next host of the plan
-in the same attempt; any other failure ends the attempt, and the core retries it on
-another host only if it is safe (:func:`~._errors.retry_safe`); :mod:`._send` does the
-sending. While every host's breaker is open a call fails at once with CircuitOpenError,
-doing no I/O.
+Endpoints: index 0 is ``"cluster"``, whose breaker counts only the calls that found no
+host at all (the session did not connect, no host took the request); see
+:meth:`CassandraBase._cluster_outcome`. Every host the session learns of gets its own
+endpoint, named ``address:port``, with its own breaker. The driver would choose the
+coordinator itself; here the client walks the query plan of the load-balancing policy
+(token aware, data centre aware), takes the first host whose breaker grants a permit,
+and sends the request to exactly that host (``host=``), so each outcome is recorded on
+the breaker of the host that produced it (:mod:`._send`). A request that provably never
+left (no connection to that host) goes on to the next host of the plan in the same
+attempt; any other failure ends the attempt, and the core retries it, on another host
+first, only if it is safe (:func:`~._errors.retry_safe`). While every host's breaker is
+open a call fails at once with CircuitOpenError, doing no I/O.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
-from resilience.clients._base import ClientBase
+from resilience.clients._base import ClientBase, _CallerError
 from resilience.clients._errormap import ErrorMap, IdempotencyTable, idempotency_table
 from resilience.clients.cassandra._errors import error_map, retry_safe
 from resilience.clients.cassandra._options import CassandraOptions
-from resilience.core.breaker import BreakerRegistry, BreakerState
+from resilience.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.events import EventBus
 from resilience.core.retry import default_is_transient
-from resilience.errors import BackendError, CircuitOpenError, ConfigError
+from resilience.errors import BackendError, CircuitOpenError, ConfigError, ResilienceError
 
 __all__ = ["CLUSTER", "IDEMPOTENT", "CassandraBase", "Request"]
 
@@ -112,6 +112,9 @@ class CassandraBase(ClientBase[D]):
         self._host_index: dict[Any, int] = {}
         self._kinds: dict[str, bool] = {}  # CQL text -> is a read
         super().__init__([CLUSTER], opts, events=events, breakers=breakers, clock=clock)
+        # Index 0's breaker in the pipeline: disabled (see _cluster_permit).
+        self._cluster = self._breakers[0]
+        self._breakers[0] = CircuitBreaker(replace(opts.breaker, enabled=False), name=CLUSTER)
         # The driver is imported by now (at construction, as the base requires); looked
         # up once here rather than by an import statement in every call.
         from cassandra.query import BatchStatement, PreparedStatement, SimpleStatement
@@ -134,6 +137,46 @@ class CassandraBase(ClientBase[D]):
     def _is_transient(self, exc: BaseException) -> bool:
         retryable = getattr(exc, "retryable", None)
         return default_is_transient(exc) if retryable is None else bool(retryable)
+
+    # ---- the cluster breaker -------------------------------------------------------------
+
+    # The pipeline runs every call with a disabled breaker at index 0 (it records
+    # nothing); the real cluster breaker is asked here, inside the attempt, so that it
+    # counts only what says the cluster as a whole is unreachable. A timeout or an error
+    # of one host is that host's breaker's business: counted on the cluster breaker too,
+    # one frozen node of three (whose failures also reach the other coordinators, which
+    # ask it as a replica) opened it and stopped every read.
+
+    def breaker(self, endpoint: str) -> CircuitBreaker:
+        if endpoint == CLUSTER:
+            return self._cluster
+        return super().breaker(endpoint)
+
+    def _cluster_permit(self, op: str, now: float) -> object:
+        permit = self._cluster.acquire(now)
+        if permit is None:
+            raise self._cluster_open(op, now)
+        return permit
+
+    def _cluster_open(self, op: str, now: float) -> CircuitOpenError:
+        return CircuitOpenError(service=self.service, endpoint=CLUSTER, operation=op,
+                                retry_after=self._cluster.retry_after(now))
+
+    def _cluster_outcome(self, permit: object, began: float, exc: BaseException | None) -> None:
+        """Success when a host answered; failure when no host could be reached (the
+        session did not connect, or no host took the request); nothing otherwise."""
+        end = _monotonic()
+        if exc is None:
+            self._cluster.on_success(permit, end, end - began)
+        elif isinstance(exc, ResilienceError):
+            if isinstance(exc, BackendError) and exc.endpoint == CLUSTER:
+                self._cluster.on_failure(permit, end, end - began)
+            else:
+                self._cluster.release(permit)  # one host's failure, or a rejection
+        elif isinstance(exc, Exception) and not isinstance(exc, _CallerError):
+            self._cluster.on_failure(permit, end, end - began)  # the connect failed
+        else:
+            self._cluster.release(permit)
 
     # ---- hosts -------------------------------------------------------------------------
 

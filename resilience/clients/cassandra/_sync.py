@@ -55,15 +55,26 @@ class Cassandra(Sender, CassandraBase[Any]):
     # ---- the one attempt -----------------------------------------------------------------
 
     def _attempt(self, connector: Any, index: int, fn: Any, remaining: float, op: str) -> Any:
-        deadline = _monotonic() + remaining
-        session = connector.get(remaining)
-        if isinstance(fn, list):
-            return self._send_many(connector, session, fn, deadline)
-        flight = self._start(connector, session, fn, deadline)
-        # The driver's timer ends the future at the deadline; this wait is bounded anyway.
-        if flight.future._event.wait(max(0.0, deadline - _monotonic())):
-            return flight, self._finish(flight)
-        return flight, self._finish(flight, self._late(flight))
+        began = _monotonic()
+        deadline = began + remaining
+        permit = self._cluster_permit(op, began)
+        try:
+            session = connector.get(remaining)
+            if isinstance(fn, list):
+                result: Any = self._send_many(connector, session, fn, deadline)
+            else:
+                flight = self._start(connector, session, fn, deadline)
+                # The driver's timer ends the future at the deadline; this wait is
+                # bounded anyway.
+                if flight.future._event.wait(max(0.0, deadline - _monotonic())):
+                    result = flight, self._finish(flight)
+                else:
+                    result = flight, self._finish(flight, self._late(flight))
+        except BaseException as exc:
+            self._cluster_outcome(permit, began, exc)
+            raise
+        self._cluster_outcome(permit, began, None)
+        return result
 
     def _send_many(self, connector: Any, session: Any, requests: list[Request],
                    deadline: float) -> list[Any]:

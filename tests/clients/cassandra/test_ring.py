@@ -22,7 +22,7 @@ from tests.clients.cassandra.conftest import FAST, MARGIN, timed
 
 pytestmark = [pytest.mark.servers("cassandra"), pytest.mark.slow]
 
-BUDGET = 0.25  # a ring on two busy cores answers slower than one node
+BUDGET = 0.5  # four JVMs on two busy cores: a healthy read can take a few 100 ms
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,10 @@ def test_frozen_node_reads_go_to_the_other_coordinators(ring: Any, consistency: 
     points = [f"{h}:{p}" for h, p in ring.endpoints]
     victim = ring.members[1]
     bad = f"{victim.host}:{victim.port}"
-    # Open for 3 s: a half-open probe (one read per open interval) goes to the frozen
+    # Open for 6 s: a half-open probe (one read per open interval) goes to the frozen
     # host and times out; none falls inside the 40 reads checked here.
     options = {**FAST, "timeout": BUDGET, "consistency": consistency, "keyspace": "ring_ks",
-               "breaker_open_duration": 3.0, "breaker_max_open_duration": 3.0,
+               "breaker_open_duration": 6.0, "breaker_max_open_duration": 6.0,
                # One host's failures are a third of the calls: the cluster's breaker
                # must not judge on four of them.
                "breaker_window_size": 10, "breaker_minimum_calls": 6}
@@ -84,7 +84,7 @@ def test_frozen_node_reads_go_to_the_other_coordinators(ring: Any, consistency: 
             assert db.breaker(bad).state(time.monotonic()).value in ("open", "half_open")
             assert all(err is None for _, err in outcomes[-15:]), outcomes[-15:]
             assert db.breaker("cluster").state(time.monotonic()).value == "closed"
-        give_up = time.monotonic() + 20.0
+        give_up = time.monotonic() + 30.0
         while db.breaker(bad).state(time.monotonic()).value != "closed":
             assert time.monotonic() < give_up, "the healed host's breaker never closed"
             time.sleep(0.05)
