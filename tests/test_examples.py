@@ -15,7 +15,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 # The servers each example starts (a missing one skips it, or fails it when required).
 SERVERS = {"search_": ("opensearch",), "zookeeper_": ("zookeeper",),
-           "nsq_": ("nsq", "memcached")}
+           "nsq_": ("nsq", "memcached"), "cassandra_": ("cassandra",)}
 
 
 def _param(path: pathlib.Path) -> object:

@@ -41,6 +41,7 @@ DATASTORES: dict[str, str] = {
     "nsq-http": "resilience.bench.nsq:HTTP_PLUGIN",
     "elasticsearch": "resilience.bench.search:ELASTICSEARCH",
     "opensearch": "resilience.bench.search:OPENSEARCH",
+    "cassandra": "resilience.bench.cassandra:PLUGIN",
 }
 """Datastore name -> ``module:attribute`` of its :class:`Datastore` object."""
 

@@ -20,10 +20,8 @@ latency-above / -below      proxy latency of 3x / 0.3x the budget
 reset                       proxy resets every connection
 slow-drip                   proxy slicer: one byte per 20 ms
 garbage                     proxy XORs every byte of the replies
-node-loss                   three nodes, one frozen: keys on the frozen node (a
-                            cluster datastore: a session on the frozen member)
-node-loss-others            three nodes, one frozen: keys on a surviving node (a
-                            session on a surviving member)
+node-loss                   three nodes, one frozen: keys on the frozen node
+node-loss-others            three nodes, one frozen: keys on a surviving node
 flapping                    the server is frozen and thawed every 300 ms
 ==========================  =========================================================
 
@@ -200,20 +198,17 @@ class _ProxySite(_Site):
 
 class _NodeLossSite:
     """Three nodes; ``inject`` freezes the first. ``target`` 0 reads its keys, 1 reads
-    keys of a surviving node."""
+    keys of a surviving node. A datastore whose nodes must form one cluster (a Cassandra
+    ring, a ZooKeeper ensemble) offers ``start_cluster(work_dir, nodes)``; otherwise each
+    node is started alone."""
 
     def __init__(self, env: Env, target: int) -> None:
         self.servers: list[RunningServer] = []
-        # A datastore whose nodes form one cluster (a ZooKeeper ensemble) starts them
-        # together; the others start three independent nodes.
         start_cluster = getattr(env.datastore, "start_cluster", None)
-        if start_cluster is not None:
-            self.servers = list(start_cluster(tempfile.mkdtemp(dir=env.work_dir), 3))
-            self.nodes = [(s.host, s.port) for s in self.servers]
-            self.target = target
-            return
         try:
-            for i in range(3):
+            if start_cluster is not None:
+                self.servers = list(start_cluster(tempfile.mkdtemp(dir=env.work_dir), 3))
+            for i in range(len(self.servers), 3):
                 self.servers.append(env.datastore.start_server(
                     tempfile.mkdtemp(dir=env.work_dir), targets=(i,)))
         except BaseException:

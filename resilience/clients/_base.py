@@ -54,7 +54,7 @@ from resilience.core.fallback import Fallback
 from resilience.core.operation import Operation
 from resilience.core.pipeline import acall, call
 from resilience.core.prober import ClientProbing
-from resilience.core.retry import RetryPolicy
+from resilience.core.retry import RetryPolicy, default_is_transient
 from resilience.errors import BackendUnavailableError, MissingDriverError, ResilienceError
 
 __all__ = ["ClientBase"]
@@ -147,7 +147,7 @@ class ClientBase(Generic[D]):
         self.events = events if events is not None else EventBus()
         self._registry = breakers if breakers is not None else BreakerRegistry(options.breaker)
         # One retry policy (and so one retry budget) for the whole dependency.
-        self._retry = RetryPolicy(options.retry)
+        self._retry = RetryPolicy(options.retry, is_transient=self._is_transient)
         if options.retry.attempts > 1:
             # The core imports tenacity on the first retry; that import (40-100 ms here)
             # would land inside the first failing call's deadline. Pay it now instead.
@@ -244,6 +244,11 @@ class ClientBase(Generic[D]):
             probe=self._health_probe if sync else None,
             aprobe=self._ahealth_probe if asyn and not sync else None,
             events=self.events, service=self.service)
+    def _is_transient(self, exc: BaseException) -> bool:
+        """Whether a failed attempt of an idempotent operation is worth another one: a
+        BackendTimeoutError or BackendUnavailableError by default. A client whose driver
+        says more about the outcome (Cassandra's write types) decides per error."""
+        return default_is_transient(exc)
 
     def _fallback(self, op: str) -> Fallback[Any] | None:
         """The fallback of operation ``op`` (none by default)."""

@@ -50,7 +50,7 @@ class OptionKey(NamedTuple):  # a NamedTuple: a dataclass costs ~1.5 ms of impor
     def env_form(self, value: Any) -> str:
         """``value`` written as an environment value (durations in ms); secrets masked."""
         if value is None or (self.secret and value == ""):
-            return "unset"  # an empty secret says so: "***" would suggest one is set
+            return "unset"  # an optional value left out; "***" would suggest a secret set
         if self.secret:
             return "***"
         if self.kind == "duration":
@@ -235,8 +235,9 @@ def check_python(k: OptionKey, value: Any, label: str, service: str | None) -> A
     elif kind == "choice":
         ok = isinstance(value, str) and value in k.meta["choices"]
     elif kind == "str":
-        # An option marked optional=True may be "" (its "not set"); the environment
-        # still rejects an empty value (parse_env), so a typo cannot clear it.
+        # An option marked optional=True may also be "" (a chroot's "not set"; None is
+        # taken above); the environment still rejects an empty value (parse_env), so a
+        # typo cannot clear it.
         ok = isinstance(value, str) and (bool(value.strip()) or (
             value == "" and bool(k.meta.get("optional"))))
     elif kind == "list":

@@ -82,8 +82,10 @@ def invalid_env(k: OptionKey) -> list[str]:
     elif k.kind == "choice":
         out += ["bogus"]
     elif k.kind == "list":
-        out += [",", " , "] + (["host", "h:0", "h:65536", "h:1,:2", "h:x"]
+        out += [",", " , "] + (["h:0", "h:65536", "h:1,:2", "h:x"]
                                if "validate" in k.meta else [])
+        # A bare host is a whole item only where the port may be left out.
+        out += ["host"] if str(k.meta.get("item", "")).startswith("host:port") else []
     return out
 
 
@@ -98,7 +100,7 @@ def invalid_python(k: OptionKey) -> list[Any]:
     if k.kind == "choice":
         return ["bogus", k.meta["choices"][0].upper()]
     if k.kind == "list":
-        return [[], [1], ""] + ([("host",)] if "validate" in k.meta else [])
+        return [[], [1], ""] + ([("h:0",)] if "validate" in k.meta else [])
     if k.meta.get("optional"):  # "" means "not set"; blank is still wrong
         return ["  ", 3]
     return ["", 3]

@@ -1,0 +1,149 @@
+"""Sending one request to one host: the host chosen by its breaker, its outcome recorded.
+
+The driver would pick the coordinator itself and report only the request's outcome;
+here the client walks the load-balancing policy's plan, asks each host's breaker for a
+permit, and sends to exactly the host that granted one (``host=``), so the outcome
+lands on that host's breaker (:class:`Sender`). The sync and async clients differ only
+in how they wait for the future.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from resilience.clients.cassandra._common import Request
+from resilience.clients.cassandra._errors import never_sent
+
+__all__ = ["Flight", "Sender"]
+
+_monotonic = time.monotonic
+
+
+class Flight:
+    """A request sent to one host, waiting for its answer."""
+
+    __slots__ = ("began", "future", "host", "index", "permit", "request")
+
+    def __init__(self, future: Any, host: Any, index: int, permit: object, began: float,
+                 request: Request) -> None:
+        self.host = host
+        self.future = future
+        self.index = index
+        self.permit = permit
+        self.began = began
+        self.request = request
+
+
+def _send_statement(session: Any, request: Request, host: Any, left: float) -> Any:
+    return session.execute_async(request.statement, request.params, timeout=left,
+                                 paging_state=request.paging_state, host=host)
+
+
+def _send_prepare(session: Any, request: Request, host: Any, left: float) -> Any:
+    # Session.prepare() without its fixed 10 s per host: the same message on one host,
+    # under this attempt's time (cassandra/cluster.py, Session.prepare).
+    from cassandra.cluster import ResponseFuture
+    from cassandra.protocol import PrepareMessage
+
+    future = ResponseFuture(session, PrepareMessage(query=request.statement), None, left,
+                            host=host)
+    future.send_request()
+    return future
+
+
+def _last(plan: Any, host: Any) -> list[Any]:
+    hosts = list(plan)
+    return [h for h in hosts if h != host] + [h for h in hosts if h == host]
+
+
+class Sender:
+    """Picks the host and records its outcome; the sync and async clients wait."""
+
+    def _start(self: Any, connector: Any, session: Any, request: Request,
+               deadline: float) -> Flight:
+        """Send ``request`` to the first host of the plan whose breaker admits it.
+
+        Raises (mapped): every host's breaker open (CircuitOpenError, no I/O), no host
+        took it (BackendUnavailableError, retry-safe), the deadline is spent.
+        """
+        send = _send_prepare if request.op == "prepare" else _send_statement
+        plan_query = None if request.op == "prepare" else request.statement
+        breakers = self._breakers
+        now = _monotonic()
+        errors: dict[Any, BaseException] = {}  # hosts that refused it unsent
+        skipped = 0
+        plan = connector.policy.child.make_query_plan(session.keyspace, plan_query)
+        if request.failed_host is not None:  # a retry: the host that just failed goes last
+            plan = _last(plan, request.failed_host)
+        for host in plan:
+            index = self._index_of(host)
+            breaker = breakers[index]
+            permit = breaker.acquire(now)
+            if permit is None:
+                skipped += 1
+                continue
+            left = deadline - now
+            if left <= 0.0:
+                breaker.release(permit)
+                break
+            try:
+                future = send(session, request, host, left)
+            except Exception as exc:  # raised on this thread: not sent (or a caller error)
+                self._record(breaker, permit, now, exc)
+                raise self._host_failure(exc, request, index) from exc
+            failed = future._final_exception
+            if failed is not None and never_sent(failed):
+                # The driver had no connection to it: nothing left; try the next host.
+                end = _monotonic()
+                breaker.on_failure(permit, end, end - now)
+                errors[host] = failed
+                now = end
+                continue
+            return Flight(future, host, index, permit, now, request)
+        if errors or not skipped:
+            # Every host refused it unsent, or the driver knows no live host at all.
+            from cassandra.cluster import NoHostAvailable
+
+            nha = NoHostAvailable("no host took the request" if errors else
+                                  "no live host (the driver marked every host down)", errors)
+            raise self._host_failure(nha, request, 0)
+        if _monotonic() >= deadline:
+            from cassandra import OperationTimedOut
+
+            raise self._host_failure(OperationTimedOut("deadline spent before sending"),
+                                     request, 0)
+        raise self._all_open(request.op)
+
+    def _record(self: Any, breaker: Any, permit: object, began: float,
+                exc: BaseException | None) -> None:
+        end = _monotonic()
+        if exc is None:
+            breaker.on_success(permit, end, end - began)
+            return
+        rule = self._errors.rule(exc)
+        if rule is not None and rule[1] is None:
+            breaker.on_success(permit, end, end - began)  # the host answered: our mistake
+        else:
+            breaker.on_failure(permit, end, end - began)
+
+    def _finish(self: Any, flight: Flight, exc: BaseException | None = None) -> Any:
+        """Record the host's outcome; the driver's ResultSet, or raise the mapped error."""
+        future = flight.future
+        if exc is None:
+            exc = future._final_exception
+        self._record(self._breakers[flight.index], flight.permit, flight.began, exc)
+        if exc is not None:
+            flight.request.failed_host = flight.host
+            raise self._host_failure(exc, flight.request, flight.index) from exc
+        return future.result()
+
+    def _late(self: Any, flight: Flight) -> BaseException:
+        """The error for a future the driver did not end within the deadline."""
+        from cassandra import OperationTimedOut
+
+        host = flight.future._current_host
+        flight.future.clear_callbacks()
+        key = str(getattr(host, "endpoint", host))
+        late: BaseException = OperationTimedOut({key: "no answer within the deadline"}, host)
+        return late
