@@ -40,18 +40,28 @@ def start_server(ns: Namespace) -> tuple[str, int]:
 
 
 def ours() -> list[str]:
-    """Namespaces and links of this process that still exist (names carry our pid)."""
+    """Namespaces and links of this process that still exist (names carry our pid).
+
+    Other tests of the session may hold theirs on purpose (a session-scoped server in a
+    namespace), so a test compares with what existed before it: see :func:`left_by`.
+    """
     found = netns.leftovers()
     pid = os.getpid()
     return [n for n in found["namespaces"] + found["links"]
             if n.startswith((f"{netns.NS_PREFIX}{pid}-", f"rfh{pid}x", f"rfn{pid}x", f"rfb{pid}x"))]
 
 
+def left_by(before: set[str]) -> set[str]:
+    """What this process holds now that it did not hold ``before``."""
+    return set(ours()) - before
+
+
 @pytest.fixture
 def ns() -> Iterator[Namespace]:
+    before = set(ours())
     with Namespace() as namespace:
         yield namespace
-    assert ours() == []
+    assert left_by(before) == set()
 
 
 @pytest.fixture
@@ -149,6 +159,7 @@ def test_established_drop_with_no_timeout_hangs_the_read(
 def test_without_connection_tracking_the_first_packet_slips_through() -> None:
     """An INPUT-only ESTABLISHED rule in a namespace that tracked nothing yet: the
     first packet of an existing connection is picked up as NEW and passes."""
+    before = set(ours())
     with Namespace(track_connections=False) as ns:
         addr = start_server(ns)
         with socket.create_connection(addr, timeout=0.3) as s:
@@ -161,7 +172,7 @@ def test_without_connection_tracking_the_first_packet_slips_through() -> None:
                 s.sendall(b"c")
                 with pytest.raises(TimeoutError):
                     s.recv(1)
-    assert ours() == []
+    assert left_by(before) == set()
 
 
 def test_teardown_removes_namespace_veth_and_rules() -> None:
@@ -227,6 +238,7 @@ except OSError as exc:
 
 
 def test_namespaces_on_a_bridge_reach_each_other_and_the_host() -> None:
+    before = set(ours())
     with netns.Bridge() as bridge:
         node_a, node_b = bridge.namespace(), bridge.namespace()
         assert node_a.network == node_b.network and node_a.ns_ip != node_b.ns_ip
@@ -237,4 +249,4 @@ def test_namespaces_on_a_bridge_reach_each_other_and_the_host() -> None:
             assert out.strip() == "TimeoutError"
         name = bridge.name
     found = netns.leftovers()
-    assert name not in found["links"] and ours() == []
+    assert name not in found["links"] and left_by(before) == set()
