@@ -8,15 +8,17 @@ address as the host's endpoint: a one-node cluster has no peers to learn others 
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from resilience.errors import BackendError, ResilienceError
+from resilience.errors import ResilienceError
 from resilience.testing._server_fixtures import require_driver
+
+from .._budget import Outcome, check_within_budget
+from .._budget import timed as timed
 
 KEYSPACE = "res_test"
 ROWS = 30  # rows in KEYSPACE.kv: k0..k29 -> 0..29
@@ -91,24 +93,7 @@ def connected(db: Any, within: float = 20.0) -> None:
             time.sleep(0.1)
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, ResilienceError | None]:
-    """``(wall seconds, the ResilienceError raised or None)`` of one call."""
-    start = time.monotonic()
-    try:
-        fn()
-    except ResilienceError as exc:
-        exc.__traceback__ = None
-        return time.monotonic() - start, exc
-    return time.monotonic() - start, None
-
-
-def assert_within_budget(outcomes: Sequence[tuple[float, ResilienceError | None]],
-                         budget: float = BUDGET, what: str = "") -> None:
-    """Calls that failed in the backend ended by their deadline, not a multiple of it."""
-    for wall, _ in outcomes:
-        assert wall < budget + MARGIN, f"{what}: a call took {wall:.3f} s"
-    failed = [(wall, err) for wall, err in outcomes if isinstance(err, BackendError)]
-    assert failed, f"{what}: no call failed in the backend: {outcomes}"
-    assert statistics.median(w for w, _ in failed) < budget + SMALL, f"{what}: {outcomes}"
-    elapsed = [err.elapsed or 0.0 for _, err in failed]
-    assert statistics.median(elapsed) < budget + SMALL, f"{what}: .elapsed {elapsed}"
+def assert_within_budget(outcomes: Sequence[Outcome], budget: float = BUDGET,
+                         what: str = "") -> None:
+    """:func:`check_within_budget` with this package's slack."""
+    check_within_budget(outcomes, budget, SMALL, MARGIN, what)

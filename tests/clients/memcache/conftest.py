@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import statistics
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from resilience.clients.memcache import AsyncMemcache, Memcache
-from resilience.errors import BackendError, ResilienceError
+
+from .._budget import Outcome, check_within_budget
+from .._budget import open_fds as open_fds
+from .._budget import thread_count as thread_count
+from .._budget import timed as timed
 
 # Fast-reacting settings for tests: a 100 ms budget, a breaker that judges after 4 calls
 # and reopens for 200 ms, so open -> half-open -> closed fits in a test. Slow calls are
@@ -122,46 +122,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[MakeClient]:
             loop.close()
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, ResilienceError | None]:
-    """``(wall seconds, the ResilienceError raised or None)`` of one call."""
-    start = time.monotonic()
-    try:
-        fn()
-    except ResilienceError as exc:
-        wall = time.monotonic() - start
-        # Tests keep thousands of these: without their frames they stay small, and the
-        # garbage collector's passes over them stay short (they stalled calls by 1 s).
-        exc.__traceback__ = None
-        if exc.__cause__ is not None:
-            exc.__cause__.__traceback__ = None
-        return wall, exc
-    return time.monotonic() - start, None
-
-
-def assert_within_budget(outcomes: Sequence[tuple[float, ResilienceError | None]],
-                         budget: float = BUDGET, what: str = "") -> None:
-    """The calls that failed in the backend ended by their deadline, not a multiple of it.
-
-    Every call within ``budget + MARGIN``; the median wall time and the median of the
-    errors' ``.elapsed`` within ``budget + SMALL``. A retry that got a fresh budget
-    would put both medians near ``2 * budget``.
-    """
-    for wall, _ in outcomes:
-        assert wall < budget + MARGIN, f"{what}: a call took {wall:.3f} s"
-    failed = [(wall, err) for wall, err in outcomes if isinstance(err, BackendError)]
-    assert failed, f"{what}: no call failed in the backend: {outcomes}"
-    walls = [wall for wall, _ in failed]
-    elapsed = [err.elapsed for _, err in failed]
-    assert all(e is not None for e in elapsed), f"{what}: an error without .elapsed"
-    assert statistics.median(walls) < budget + SMALL, f"{what}: wall times {walls}"
-    assert statistics.median(e for e in elapsed if e is not None) < budget + SMALL, \
-        f"{what}: .elapsed {elapsed}"
-
-
-def open_fds() -> int:
-    """File descriptors open in this process now."""
-    return len(os.listdir("/proc/self/fd"))
-
-
-def thread_count() -> int:
-    return threading.active_count()
+def assert_within_budget(outcomes: Sequence[Outcome], budget: float = BUDGET,
+                         what: str = "") -> None:
+    """:func:`check_within_budget` with this package's slack; every error has .elapsed."""
+    check_within_budget(outcomes, budget, SMALL, MARGIN, what, require_elapsed=True)

@@ -12,9 +12,6 @@ import inspect
 import itertools
 import json
 import os
-import statistics
-import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -22,7 +19,11 @@ from typing import Any
 import pytest
 
 from resilience.clients.nsq import AsyncPublisher, Publisher
-from resilience.errors import BackendError, ResilienceError
+
+from .._budget import Outcome, check_within_budget
+from .._budget import open_fds as open_fds
+from .._budget import thread_count as thread_count
+from .._budget import timed as timed
 
 # A 200 ms budget, a 100 ms connect cap, a breaker that judges after 4 calls and
 # reopens for 200 ms. Slow calls are judged at 1 s, not the default: on a loaded 2-core
@@ -128,33 +129,7 @@ def create_channel(http_address: str, topic: str, channel: str) -> None:
             assert resp.status == 200
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, ResilienceError | None]:
-    """``(wall seconds, the ResilienceError raised or None)`` of one call."""
-    start = time.monotonic()
-    try:
-        fn()
-    except ResilienceError as exc:
-        exc.__traceback__ = None
-        return time.monotonic() - start, exc
-    return time.monotonic() - start, None
-
-
-def assert_within_budget(outcomes: Sequence[tuple[float, ResilienceError | None]],
-                         budget: float = BUDGET, what: str = "") -> None:
-    """Every call within ``budget + MARGIN``; the median wall time and ``.elapsed`` of
-    the backend failures within ``budget + SMALL``."""
-    for wall, _ in outcomes:
-        assert wall < budget + MARGIN, f"{what}: a call took {wall:.3f} s"
-    failed = [(wall, err) for wall, err in outcomes if isinstance(err, BackendError)]
-    assert failed, f"{what}: no call failed in the backend: {outcomes}"
-    assert statistics.median(w for w, _ in failed) < budget + SMALL, f"{what}: {failed}"
-    elapsed = [e.elapsed for _, e in failed if e.elapsed is not None]
-    assert statistics.median(elapsed) < budget + SMALL, f"{what}: .elapsed {elapsed}"
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def thread_count() -> int:
-    return threading.active_count()
+def assert_within_budget(outcomes: Sequence[Outcome], budget: float = BUDGET,
+                         what: str = "") -> None:
+    """:func:`check_within_budget` with this package's slack."""
+    check_within_budget(outcomes, budget, SMALL, MARGIN, what)
