@@ -20,7 +20,9 @@ from resilience.servers._base import ServerError
 from resilience.testing._server_fixtures import require_driver, require_installed
 from tests.clients.cassandra.conftest import FAST, MARGIN, timed
 
-pytestmark = [pytest.mark.servers("cassandra"), pytest.mark.slow]
+# timeout: starting three Cassandra nodes and a keyspace at RF 3 took 60-130 s on two
+# cores, past the suite's 120 s per test, which also covers fixture set-up.
+pytestmark = [pytest.mark.servers("cassandra"), pytest.mark.slow, pytest.mark.timeout(360)]
 
 BUDGET = 0.5  # four JVMs on two busy cores: a healthy read can take a few 100 ms
 
