@@ -39,6 +39,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar, Generic, TypeVar
@@ -57,7 +58,21 @@ from resilience.core.prober import ClientProbing
 from resilience.core.retry import RetryPolicy, default_is_transient
 from resilience.errors import BackendUnavailableError, MissingDriverError, ResilienceError
 
-__all__ = ["ClientBase"]
+__all__ = ["ClientBase", "live_clients"]
+
+# Every open client of the process, for process-wide views (a status page, fleet
+# control). Weak: holding a client here never keeps it alive; touched only at
+# construction and close, never on a call.
+_LIVE: weakref.WeakSet[ClientBase[Any]] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def live_clients() -> list[ClientBase[Any]]:
+    """The clients of this process that are constructed and not closed, in no set
+    order: a snapshot (it does not change as clients come and go)."""
+    with _LIVE_LOCK:
+        return list(_LIVE)
+
 
 _monotonic = time.monotonic
 D = TypeVar("D")  # the driver: whatever _build_driver returns
@@ -163,6 +178,8 @@ class ClientBase(Generic[D]):
         self._driver: LazyDriver[D] = LazyDriver(
             self._build_driver, self._close_driver, service=self.service
         )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     @classmethod
     def _resolve(
@@ -377,12 +394,16 @@ class ClientBase(Generic[D]):
         of this client stops."""
         if self._probing is not None:
             self._probing.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         self._driver.close()
 
     async def aclose(self) -> None:
         """``close()`` for async code (it never blocks)."""
         if self._probing is not None:
             self._probing.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         self._driver.close()
 
     def __enter__(self: Any) -> Any:

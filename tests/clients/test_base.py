@@ -190,3 +190,18 @@ def test_errors_name_the_service_and_are_resilience_errors() -> None:
     client = Tiny()
     with pytest.raises(ResilienceError, match="memcache read on a:1: timed out"):
         client._call("read", 0, fail(TimeoutError()))
+
+
+def test_live_clients_lists_open_clients_and_forgets_closed_and_dropped_ones() -> None:
+    import gc
+
+    from resilience.clients import live_clients
+
+    a, b = Memcache(["127.0.0.1:1"]), Memcache(["127.0.0.1:2"])
+    assert {id(c) for c in (a, b)} <= {id(c) for c in live_clients()}
+    a.close()
+    assert all(c is not a for c in live_clients())
+    ident = id(b)
+    del b
+    gc.collect()
+    assert all(id(c) != ident for c in live_clients())
