@@ -57,7 +57,7 @@ from resilience.errors import (
 if TYPE_CHECKING:
     from urllib3.connectionpool import HTTPConnectionPool
 
-__all__ = ["IDEMPOTENT", "SearchBase", "SearchDriver"]
+__all__ = ["IDEMPOTENT", "WRITES", "SearchBase", "SearchDriver"]
 
 _monotonic = time.monotonic
 _BLOCKED = (BreakerState.OPEN, BreakerState.FORCED_OPEN)
@@ -84,6 +84,11 @@ IDEMPOTENT: IdempotencyTable = idempotency_table({
     "scroll": False,            # a server cursor: a repeat silently skips a page
 })
 """Which operations a retry may repeat (docs/architecture.md#safe-retries)."""
+
+WRITES = frozenset({"index", "index_auto_id", "create", "update", "update_script", "delete",
+                    "bulk"})
+"""Operations that change documents: a timeout or a lost reply after the request may have
+been sent leaves them applied or not (``BackendError.ambiguous``)."""
 
 
 class SearchDriver:
@@ -269,7 +274,15 @@ class SearchBase(ClientBase[SearchDriver]):
                                           service=self.service, endpoint=endpoint,
                                           operation=op)
             else:
-                return super()._failure(exc, op, index)
+                mapped = super()._failure(exc, op, index)
+                # Not refused and not a connect timeout: the request may have reached the
+                # node, which may still apply a write the reply of which was lost.
+                if (op in WRITES and isinstance(mapped, BackendError)
+                        and not isinstance(root, connect_timeout)):
+                    mapped.ambiguous = True
+                return mapped
+        if status == 504 and op in WRITES:
+            err.ambiguous = True  # a gateway gave up waiting; the node may still apply it
         err.__cause__ = exc
         return err
 
