@@ -15,8 +15,8 @@ from resilience.errors import BackendUnavailableError, ResilienceError
 from resilience.status import FORCE_ACTIONS, collect, force
 from resilience.testing.clock import FakeClock
 
-# Nothing listens on port 1 of loopback: a refused connect, at once, on any machine.
-DEAD = "127.0.0.1:1"
+# Nothing listens on port 47 of loopback (refused at once); no other test uses it.
+DEAD = "127.0.0.1:47"
 
 
 def _entry(doc: dict, service: str, endpoint: str) -> tuple[dict, dict]:
