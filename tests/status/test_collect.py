@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,8 @@ from resilience.testing.clock import FakeClock
 DEAD = "127.0.0.1:47"
 
 
-def _entry(doc: dict, service: str, endpoint: str) -> tuple[dict, dict]:
+def _entry(doc: dict[str, Any], service: str, endpoint: str
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
     for svc in doc["services"]:
         for b in svc["breakers"]:
             if svc["service"] == service and b["endpoint"] == endpoint:
@@ -101,7 +103,7 @@ def test_force_touches_only_the_named_breaker_and_rejects_an_unknown_action() ->
         assert cache.breaker("127.0.0.1:2").snapshot(time.monotonic())["state"] == "closed"
         assert force("memcache", "127.0.0.1:9", "open") == 0
         assert force("nosuchservice", DEAD, "open") == 0
-        with pytest.raises(ValueError, match="'shut'.*open, closed, reset"):
+        with pytest.raises(ValueError, match=r"'shut'.*open, closed, reset"):
             force("memcache", DEAD, "shut")
         assert set(FORCE_ACTIONS) == {"open", "closed", "reset"}
     finally:

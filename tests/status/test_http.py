@@ -44,7 +44,8 @@ def _state(base: str, endpoint: str = DEAD) -> str:
     raise AssertionError(f"{endpoint} not listed")
 
 
-def _force(base: str, action: str, token: str | None = TOKEN, **extra: Any) -> tuple[int, dict]:
+def _force(base: str, action: str, token: str | None = TOKEN,
+           **extra: Any) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
