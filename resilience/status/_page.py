@@ -1,7 +1,8 @@
 """The status page: one self-contained HTML document (inline CSS and JS; no CDN, no
 build step, no external request but its own ``status.json`` and ``force``).
 
-The script fetches ``status.json`` every ``refresh`` seconds and redraws one table row
+The script fetches ``status.json`` ``refresh`` seconds after the previous fetch ended (one
+at a time, each abandoned after ``max(refresh, 5 s)``) and redraws one table row
 per breaker (``tr[data-service][data-endpoint]``, the state in ``td.state``), built with
 DOM calls and ``textContent`` only, so no service or endpoint name can inject markup.
 While the JSON says forcing is enabled, each row has open/closed/reset buttons that
@@ -65,7 +66,7 @@ async function force(service, endpoint, action) {
   const doc = await r.json().catch(() => ({error: r.statusText}));
   $("forced").textContent = r.ok ? `forced ${service} ${endpoint} ${action}`
                                  : `refused (${r.status}): ${doc.error}`;
-  refresh();
+  await refresh();
 }
 function row(svc, b, forcing) {
   const tr = document.createElement("tr");
@@ -96,9 +97,16 @@ function row(svc, b, forcing) {
   }
   return tr;
 }
+// One refresh at a time, the next one REFRESH_MS after this one ends; a fetch that
+// hangs is abandoned after max(REFRESH_MS, 5 s), so a stuck service shows as an error.
+let timer = null, busy = false;
 async function refresh() {
+  if (busy) return;
+  busy = true;
+  clearTimeout(timer);
   try {
-    const r = await fetch(JSON_URL, {cache: "no-store"});
+    const r = await fetch(JSON_URL, {cache: "no-store",
+                                     signal: AbortSignal.timeout(Math.max(REFRESH_MS, 5000))});
     if (!r.ok) throw new Error(`${JSON_URL}: HTTP ${r.status}`);
     const doc = await r.json();
     const rows = [];
@@ -114,10 +122,12 @@ async function refresh() {
   } catch (e) {
     $("error").textContent = "cannot refresh: " + e.message;
     $("error").style.display = "block";
+  } finally {
+    busy = false;
+    timer = setTimeout(refresh, REFRESH_MS);
   }
 }
 refresh();
-setInterval(refresh, REFRESH_MS);
 </script></body></html>
 """
 

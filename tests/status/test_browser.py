@@ -2,7 +2,8 @@
 through /usr/bin/chromedriver) against a real threaded WSGI service whose memcached is
 frozen with SIGSTOP: the page shows the node's breaker OPEN within its refresh interval
 of the breaker opening, and CLOSED again within its refresh interval after the thaw.
-Then the page's own buttons force the breaker, with the token typed into the page."""
+Then the page's own buttons force the breaker, with the token typed into the page, and
+the page says so when the service stops answering."""
 
 from __future__ import annotations
 
@@ -158,6 +159,11 @@ def test_the_pages_buttons_force_a_breaker_only_with_the_token(browser: Any) -> 
             assert cache.breaker(endpoint).snapshot(time.monotonic())["state"] == "forced_open"
             click("reset")
             _until(lambda: _row_state(browser, endpoint) == "CLOSED", 5, "CLOSED after reset")
+        # The service is gone: the page says it cannot refresh instead of showing stale rows
+        # as if they were current.
+        _until(lambda: browser.find_element("id", "error").is_displayed(), REFRESH + 5,
+               "the page reports that it cannot refresh")
+        assert "cannot refresh" in browser.find_element("id", "error").text
     finally:
         cache.close()
 

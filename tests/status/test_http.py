@@ -107,7 +107,9 @@ def test_the_token_comes_from_the_environment_and_bad_settings_are_named() -> No
 
 
 def test_the_command_prints_every_breaker_and_forces_with_the_token(
-        cache: Memcache, capsys: pytest.CaptureFixture[str]) -> None:
+        cache: Memcache, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESILIENCE_STATUS_TOKEN", raising=False)
     with serving(service(wsgi_app(token=TOKEN))) as url:
         base = url + MOUNT
         assert main(["status", "--url", base + "/"]) == 0
@@ -119,8 +121,13 @@ def test_the_command_prints_every_breaker_and_forces_with_the_token(
         assert "refused (401)" in capsys.readouterr().err
         assert main(["status", "--url", base, "--force", "open", "--service", "memcache",
                      "--endpoint", DEAD, "--token", TOKEN]) == 0
+        assert main(["status", "--url", base, "--force", "open", "--service", "memcache",
+                     "--endpoint", DEAD]) == 1  # no token anywhere (environ has none here)
+        assert "needs --service, --endpoint and a token" in capsys.readouterr().err
+        assert main(["status", "--url", base, "--watch", "0.05", "--count", "2"]) == 0
+        assert capsys.readouterr().out.count("FORCED_OPEN") == 2
         assert main(["status", "--url", base + "/status.json", "--json"]) == 0
-        doc = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+        doc = json.loads(capsys.readouterr().out)
         assert any(b["state"] == "forced_open" for s in doc["services"] for b in s["breakers"]
                    if b["endpoint"] == DEAD)
     assert main(["status", "--url", base, "--timeout", "1"]) == 1  # the service is gone
