@@ -4,7 +4,8 @@ Reads the service's ``status.json`` (the URL of the page or of the JSON itself) 
 prints one line per breaker; ``--watch N`` redraws every N seconds; ``--json`` prints the
 document as it came. ``--force open|closed|reset --service S --endpoint E`` forces a
 breaker, with the token from ``--token`` or ``RESILIENCE_STATUS_TOKEN``. Every request is
-bounded by ``--timeout``. Exit code 0; 1 when the service cannot be reached or refuses.
+bounded by ``--timeout``. Exit code 0; 1 when the service cannot be reached or refuses;
+2 for a bad argument.
 """
 
 from __future__ import annotations
@@ -103,7 +104,21 @@ def _force(args: argparse.Namespace, base: str) -> int:
     return 0
 
 
+def _bad_number(args: argparse.Namespace) -> str | None:
+    if args.watch is not None and not args.watch > 0:
+        return f"--watch {args.watch}: expected seconds > 0"
+    if not args.timeout > 0:
+        return f"--timeout {args.timeout}: expected seconds > 0"
+    if args.count < 0:
+        return f"--count {args.count}: expected 0 (no limit) or more"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = _bad_number(args)
+    if problem:
+        print(f"resilience status: {problem}", file=sys.stderr)
+        return 2
     base = _base(args.url)
     try:
         if args.force:

@@ -132,6 +132,8 @@ def test_the_command_prints_every_breaker_and_forces_with_the_token(
                    if b["endpoint"] == DEAD)
     assert main(["status", "--url", base, "--timeout", "1"]) == 1  # the service is gone
     assert "cannot read" in capsys.readouterr().err
+    assert main(["status", "--url", base, "--watch", "0"]) == 2
+    assert "--watch 0.0: expected seconds > 0" in capsys.readouterr().err
 
 
 @contextlib.contextmanager
