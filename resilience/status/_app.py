@@ -69,21 +69,29 @@ class StatusApp:
         environ: the environment to read the token from (``os.environ`` when None).
 
     Raises:
-        ConfigError: ``token`` is not a non-empty string, or ``refresh`` is not a
+        ConfigError: ``token`` is not a non-empty string of printable ASCII (from the
+            argument or the variable), or ``refresh`` is not a
             number of seconds in [0.2, 3600].
     """
 
     def __init__(self, *, token: str | None = None, refresh: float = 2.0,
                  policies: Iterable[Any] = (),
                  environ: Mapping[str, str] | None = None) -> None:
+        source = "status token"
         if token is None:
             token = (os.environ if environ is None else environ).get(TOKEN_VARIABLE) or None
+            source = TOKEN_VARIABLE
         elif not isinstance(token, str) or not token:
             raise ConfigError(f"status token={token!r}: expected a non-empty string"
                               f" (or None to read {TOKEN_VARIABLE})")
         if isinstance(refresh, bool) or not isinstance(refresh, int | float) or not (
                 0.2 <= refresh <= 3600):
             raise ConfigError(f"status refresh={refresh!r}: expected seconds in [0.2, 3600]")
+        if token is not None and not (token.isascii() and token.isprintable()
+                                      and token.strip() == token):
+            # A header carries it: other characters would arrive re-encoded and never match.
+            raise ConfigError(f"{source}: expected printable ASCII without surrounding"
+                              " spaces (it is sent in an Authorization header)")
         self._token = None if token is None else token.encode()
         self.refresh = float(refresh)
         self.policies = tuple(policies)

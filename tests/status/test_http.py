@@ -102,6 +102,8 @@ def test_the_token_comes_from_the_environment_and_bad_settings_are_named() -> No
     assert not StatusApp(environ={}).forcing
     with pytest.raises(ConfigError, match="token=''"):
         StatusApp(token="")
+    with pytest.raises(ConfigError, match="RESILIENCE_STATUS_TOKEN: expected printable ASCII"):
+        StatusApp(environ={"RESILIENCE_STATUS_TOKEN": "caf\u00e9"})
     with pytest.raises(ConfigError, match="refresh=0"):
         StatusApp(refresh=0)
 
