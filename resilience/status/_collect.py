@@ -29,15 +29,21 @@ class _Target:
     """One client or policy as the page sees it: its service, its breakers (with each
     one's bulkhead), its retry budget and its clock."""
 
-    __slots__ = ("budget", "entries", "kind", "monotonic", "service")
+    __slots__ = ("budget", "entries", "error", "kind", "monotonic", "service")
 
     def __init__(self, kind: str, service: str, entries: list[tuple[Any, Any]],
-                 budget: Any, monotonic: Any) -> None:
+                 budget: Any, monotonic: Any, error: str | None = None) -> None:
         self.kind = kind
         self.service = service
         self.entries = entries  # (breaker, bulkhead or None)
         self.budget = budget
         self.monotonic = monotonic
+        self.error = error  # why this one could not be read (the others still are)
+
+
+def _broken(kind: str, obj: Any, exc: Exception) -> _Target:
+    service = str(getattr(obj, "service", "") or type(obj).__name__)
+    return _Target(kind, service, [], None, time.monotonic, f"{type(exc).__name__}: {exc}")
 
 
 def _of_client(client: Any) -> _Target:
@@ -58,13 +64,37 @@ def _of_policy(policy: Any) -> _Target:
                    op.monotonic)
 
 
+def _read(kind: str, obj: Any) -> _Target:
+    try:
+        return _of_client(obj) if kind == "client" else _of_policy(obj)
+    except Exception as exc:  # one unreadable client must not blank the whole page
+        return _broken(kind, obj, exc)
+
+
 def targets(policies: Iterable[Any] = ()) -> Iterator[_Target]:
-    """Every open client of the process, then ``policies``, sorted by service."""
-    found = [_of_client(c) for c in live_clients()]
+    """Every open client of the process (sorted by service), then ``policies``."""
+    found = [_read("client", c) for c in live_clients()]
     found.sort(key=lambda t: t.service)
     yield from found
     for policy in policies:
-        yield _of_policy(policy)
+        yield _read("policy", policy)
+
+
+def _service(target: _Target, wall: float) -> dict[str, Any]:
+    doc: dict[str, Any] = {"service": target.service, "kind": target.kind,
+                           "retry_budget": None, "breakers": []}
+    if target.error is not None:
+        return {**doc, "error": target.error}
+    try:
+        now = target.monotonic()
+        budget = target.budget
+        if budget is not None:
+            doc["retry_budget"] = {"balance": budget.balance(now), "refused": budget.refused}
+        doc["breakers"] = [_breaker(b, h, now, wall) for b, h in target.entries]
+    except Exception as exc:  # as in _read: report it, show the rest
+        return {**doc, "retry_budget": None, "breakers": [],
+                "error": f"{type(exc).__name__}: {exc}"}
+    return doc
 
 
 def _breaker(breaker: Any, bulkhead: Any, now: float, wall: float) -> dict[str, Any]:
@@ -111,20 +141,11 @@ def collect(policies: Iterable[Any] = (), *, refresh: float | None = None,
     ``calls``/``failures``/``slow_calls`` in the window, ``window_fill`` (0..1),
     ``retry_after`` (seconds until a probe may pass; 0 unless open), ``open_until``
     (Unix seconds, or None unless open) and ``bulkhead`` (``in_use``/``max_concurrent``
-    or None for no limit).
+    or None for no limit). A client or policy that cannot be read has an ``error``
+    (the exception's type and message) and no breakers; the others are still shown.
     """
     wall = time.time()
-    services = []
-    for target in targets(policies):
-        now = target.monotonic()
-        budget = target.budget
-        services.append({
-            "service": target.service,
-            "kind": target.kind,
-            "retry_budget": None if budget is None else {
-                "balance": budget.balance(now), "refused": budget.refused},
-            "breakers": [_breaker(b, h, now, wall) for b, h in target.entries],
-        })
+    services = [_service(target, wall) for target in targets(policies)]
     return {"time": wall, "refresh": refresh, "forcing": forcing, "services": services}
 
 

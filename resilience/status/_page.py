@@ -31,6 +31,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.state{font-weight:bold}
 .state-closed{color:#080}.state-open,.state-forced_open{color:#fff;background:#c00}
 .state-half_open{background:#fc0}.state-forced_closed,.state-disabled{background:#ccc}
+tr.broken td{color:#b00}
 .bar{display:inline-block;width:5em;height:.7em;background:#eee;vertical-align:middle}
 .bar i{display:block;height:100%;background:#68a}
 #forcing{display:none;margin-bottom:1em}
@@ -100,6 +101,13 @@ function row(svc, b, forcing) {
 // One refresh at a time, the next one REFRESH_MS after this one ends; a fetch that
 // hangs is abandoned after max(REFRESH_MS, 5 s), so a stuck service shows as an error.
 let timer = null, busy = false;
+function brokenRow(svc) {
+  const tr = document.createElement("tr");
+  tr.dataset.service = svc.service; tr.className = "broken";
+  cell(tr, svc.service);
+  cell(tr, "cannot read: " + svc.error).colSpan = 9;
+  return tr;
+}
 async function refresh() {
   if (busy) return;
   busy = true;
@@ -111,6 +119,7 @@ async function refresh() {
     const doc = await r.json();
     const rows = [];
     for (const svc of doc.services) {
+      if (svc.error) rows.push(brokenRow(svc));
       for (const b of svc.breakers) rows.push(row(svc, b, doc.forcing));
     }
     $("rows").replaceChildren(...rows);

@@ -67,6 +67,8 @@ def format_table(doc: dict[str, Any]) -> str:
     rows = [head]
     for svc in doc["services"]:
         budget = svc["retry_budget"]
+        if svc.get("error"):
+            rows.append((svc["service"], "-", "ERROR", svc["error"], "", "", "", "", ""))
         for b in svc["breakers"]:
             bulk = b["bulkhead"]
             rows.append((

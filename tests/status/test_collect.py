@@ -14,6 +14,7 @@ from resilience.clients.memcache import Memcache
 from resilience.config import BreakerOptions, BulkheadOptions, RetryOptions
 from resilience.errors import BackendUnavailableError, ResilienceError
 from resilience.status import FORCE_ACTIONS, collect, force
+from resilience.status.cli import format_table
 from resilience.testing.clock import FakeClock
 
 # Nothing listens on port 47 of loopback (refused at once); no other test uses it.
@@ -108,3 +109,19 @@ def test_force_touches_only_the_named_breaker_and_rejects_an_unknown_action() ->
         assert set(FORCE_ACTIONS) == {"open", "closed", "reset"}
     finally:
         cache.close()
+
+
+def test_a_client_that_cannot_be_read_is_reported_and_the_others_still_shown() -> None:
+    broken, healthy = Memcache([DEAD], environ={}), Memcache(["127.0.0.1:49"], environ={})
+    try:
+        broken._ops = None  # type: ignore[assignment]  # reading it now raises TypeError
+        doc = collect()
+        errors = [s for s in doc["services"] if s.get("error")]
+        assert len(errors) == 1 and errors[0]["service"] == "memcache"
+        assert errors[0]["error"].startswith("TypeError") and errors[0]["breakers"] == []
+        _entry(doc, "memcache", "127.0.0.1:49")
+        assert "ERROR" in format_table(doc)
+    finally:
+        broken._ops = []
+        broken.close()
+        healthy.close()
