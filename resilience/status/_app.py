@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from resilience.errors import ConfigError
-from resilience.status._collect import FORCE_ACTIONS, collect, force
+from resilience.status._collect import FORCE_ACTIONS, check_policies, collect, force
 from resilience.status._page import render_page
 
 __all__ = ["MAX_BODY", "TOKEN_VARIABLE", "Response", "StatusApp"]
@@ -72,6 +72,7 @@ class StatusApp:
         ConfigError: ``token`` is not a non-empty string of printable ASCII (from the
             argument or the variable), or ``refresh`` is not a
             number of seconds in [0.2, 3600].
+        TypeError: an item of ``policies`` is not a `Policy`.
     """
 
     def __init__(self, *, token: str | None = None, refresh: float = 2.0,
@@ -94,7 +95,7 @@ class StatusApp:
                               " spaces (it is sent in an Authorization header)")
         self._token = None if token is None else token.encode()
         self.refresh = float(refresh)
-        self.policies = tuple(policies)
+        self.policies = check_policies(policies)
 
     @property
     def forcing(self) -> bool:

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from resilience.clients import live_clients
+from resilience.core.policy import Policy
 
-__all__ = ["FORCE_ACTIONS", "collect", "force", "targets"]
+__all__ = ["FORCE_ACTIONS", "check_policies", "collect", "force", "targets"]
 
 FORCE_ACTIONS = ("open", "closed", "reset")
 """What an operator may do to a breaker: force_open, force_closed, reset."""
@@ -71,8 +72,27 @@ def _read(kind: str, obj: Any) -> _Target:
         return _broken(kind, obj, exc)
 
 
+def check_policies(policies: Iterable[Any]) -> tuple[Policy, ...]:
+    """``policies`` as a tuple, each checked to be a `Policy`.
+
+    Raises:
+        TypeError: naming the position and type of the first item that is not.
+    """
+    out = tuple(policies)
+    for i, policy in enumerate(out):
+        if not isinstance(policy, Policy):
+            raise TypeError(f"status policies[{i}]: expected a resilience.Policy, got"
+                            f" {type(policy).__name__} (clients are listed without this)")
+    return out
+
+
 def targets(policies: Iterable[Any] = ()) -> Iterator[_Target]:
-    """Every open client of the process (sorted by service), then ``policies``."""
+    """Every open client of the process (sorted by service), then ``policies``.
+
+    Raises:
+        TypeError: an item of ``policies`` is not a `Policy` (clients need no listing).
+    """
+    policies = check_policies(policies)
     found = [_read("client", c) for c in live_clients()]
     found.sort(key=lambda t: t.service)
     yield from found

@@ -94,6 +94,8 @@ def test_a_policy_given_explicitly_is_listed_and_forced_by_service_and_name() ->
     assert force("payments-status-test", policy.breaker.name, "reset", [policy]) == 1
     _, b = _entry(collect([policy]), "payments-status-test", policy.breaker.name)
     assert b["state"] == "closed" and b["calls"] == 0
+    with pytest.raises(TypeError, match=r"policies\[1\]: expected a resilience.Policy, got str"):
+        collect([policy, "payments"])
 
 
 def test_force_touches_only_the_named_breaker_and_rejects_an_unknown_action() -> None:
