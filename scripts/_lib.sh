@@ -49,6 +49,10 @@ ensure_system_tools() {  # what the fault toolkit needs: iptables and iproute2
   ensure_apt iptables iproute2 procps
 }
 
+ensure_browser() {  # the status page's browser test: headless chromium and its driver
+  ensure_apt chromium chromium-driver
+}
+
 ensure_servers() {  # ensure_servers NAME...: install real servers through the harness
   # (each installer retries its own registry steps and bounds them; this retries the whole)
   log "resilience servers install $*"
