@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "servers": ("resilience.servers.cli", "install, start, stop or list local real servers"),
     "proxy": ("resilience.faults.cli", "run a fault proxy in front of host:port"),
     "bench": ("resilience.bench.cli", "run the failure-latency benchmark"),
+    "control": ("resilience.control.cli", "set, show or clear fleet-wide control in ZooKeeper"),
 }
 
 
