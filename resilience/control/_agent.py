@@ -206,8 +206,8 @@ class ControlAgent:
                                  self.last_error)
                 return
             self.settings, self.version = settings, version
+            self._save_cache(data or b"", version)  # first: once applied, it is kept
             self._applier.apply(settings)
-            self._save_cache(data or b"", version)
         _log.info("control: %s version %s applied: %s", self.path, version, settings)
         if self._on_apply is not None:
             try:

@@ -33,7 +33,12 @@ def emit(kind: str, **fields: Any) -> None:
 def main() -> None:
     hosts, service, address = sys.argv[1:4]
     done = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
     cache = Memcache([address], timeout=0.1, connect_timeout=0.1, retry_attempts=1,
                      environ={})
     zk = ZooKeeper(hosts, timeout=0.5, connect_timeout=2.0, session_timeout=10.0, environ={})

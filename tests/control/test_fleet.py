@@ -109,16 +109,17 @@ def test_frozen_ensemble_calls_unaffected_then_resync(
             f"{w.seen('tick', frozen_at)[-1]['age']:.1f} s" for w in workers))
 
         # A change cannot be written while frozen: write it after the thaw.
+        versions: list[int] = []
+
         def written() -> bool:
             try:
-                nonlocal after
-                after = _write(zk, path, {"memcache.timeout_ms": 60})
+                versions.append(_write(zk, path, {"memcache.timeout_ms": 60}))
                 return True
             except Exception:
                 return False
 
-        after = 0
         wait_until(written, 30.0, "a write after the thaw")
+        after = versions[0]
         wrote_at = time.time()
         lags = _spread(workers, after, wrote_at)
         print(f"after the thaw: written {wrote_at - thawed_at:.1f} s after it, applied "
