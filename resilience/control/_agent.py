@@ -180,12 +180,13 @@ class ControlAgent:
             else:
                 self._receive(None if got is None else got[0],
                               None if got is None else got[1].mzxid)
+            # Under the lock: applied outside it, these settings could land after newer
+            # ones the watch applied meanwhile, and undo them until the next poll.
             with self._lock:
-                settings = self.settings
-            try:
-                self._applier.apply(settings)  # clients constructed since
-            except Exception:
-                _log.exception("control: %s: applying failed", self.path)
+                try:
+                    self._applier.apply(self.settings)  # clients constructed since
+                except Exception:
+                    _log.exception("control: %s: applying failed", self.path)
 
     def _receive(self, data: bytes | None, mzxid: int | None) -> None:
         version = 0 if mzxid is None else int(mzxid)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from resilience.cli import main
 from resilience.clients.memcache import Memcache
@@ -62,6 +63,11 @@ def test_malformed_data_is_rejected_and_previous_kept(zk: ZooKeeper, cache: Memc
         assert _state(cache) is BreakerState.FORCED_OPEN and cache.options.timeout == 0.5
         time.sleep(0.3)  # polls see the same bad version: still one rejection
         assert agent.rejected == 1 and agent.age() < 1.0
+        registry = CollectorRegistry()
+        registry.register(agent)
+        scraped = generate_latest(registry).decode()
+        assert f'resilience_control_rejected_total{{service="{service}"}} 1.0' in scraped
+        assert f'resilience_control_version{{service="{service}"}} {float(good or 0)}' in scraped
         zk.delete(path)
         wait_until(lambda: _state(cache) is BreakerState.CLOSED, 5.0, "undone")
         assert agent.status()["settings"] == {} and agent.status()["version"] == 0

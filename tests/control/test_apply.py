@@ -14,7 +14,7 @@ from resilience.clients import live_clients
 from resilience.clients.memcache import Memcache
 from resilience.control._apply import Applier
 from resilience.core.breaker import BreakerState
-from resilience.errors import BackendTimeoutError, CircuitOpenError
+from resilience.errors import BackendTimeoutError, CircuitOpenError, ConfigError
 
 
 @pytest.fixture
@@ -73,3 +73,9 @@ def test_timeout_applies_to_the_next_call_and_is_restored(cache: Memcache,
 def test_skipped_client_is_untouched(cache: Memcache) -> None:
     Applier(live_clients, skip=cache).apply({"memcache.breaker": "forced_open"})
     assert _state(cache) is BreakerState.CLOSED
+
+
+def test_set_timeout_refuses_a_bad_value(cache: Memcache) -> None:
+    with pytest.raises(ConfigError, match="timeout=0"):
+        cache.set_timeout(0)
+    assert cache.options.timeout == 3.0
