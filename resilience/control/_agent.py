@@ -102,6 +102,7 @@ class ControlAgent:
         self.last_error: str | None = None
         self.rejected = 0  # malformed data seen (each version once)
         self._rejected_version: int | None = None
+        self._from_cache = False  # the data applied came from cache_file
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: Any = None
@@ -194,8 +195,9 @@ class ControlAgent:
             self._synced_at = time.monotonic()
             if version == self.version:
                 return
-            if self.version is not None and 0 < version < self.version:
-                return  # an older read finishing late
+            if not self._from_cache and self.version is not None and 0 < version < self.version:
+                return  # an older read finishing late (a cache file's may be another
+                # ensemble's zxid: anything ZooKeeper says replaces it)
             try:
                 settings = parse_node(data)
             except ConfigError as exc:
@@ -206,7 +208,7 @@ class ControlAgent:
                     _log.warning("control: rejected, keeping version %s: %s", self.version,
                                  self.last_error)
                 return
-            self.settings, self.version = settings, version
+            self.settings, self.version, self._from_cache = settings, version, False
             self._save_cache(data or b"", version)  # first: once applied, it is kept
             self._applier.apply(settings)
         _log.info("control: %s version %s applied: %s", self.path, version, settings)
@@ -243,7 +245,7 @@ class ControlAgent:
         with self._lock:
             if self.version is not None:
                 return
-            self.settings, self.version = settings, version
+            self.settings, self.version, self._from_cache = settings, version, True
             self._synced_at = time.monotonic() - max(0.0, time.time() - saved_at)
             self._applier.apply(settings)
         _log.info("control: %s version %s from %s applied", self.path, version, self._cache)

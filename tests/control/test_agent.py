@@ -98,6 +98,13 @@ def test_cache_file_keeps_data_across_a_restart(zk: ZooKeeper, memcached: Any,
             age = agent.age()
             time.sleep(0.3)
             assert agent.age() > age and agent.last_error is None
+    # ZooKeeper back (even another ensemble, whose zxids are lower): its data wins.
+    record = json.loads(file.read_text())
+    file.write_text(json.dumps({**record, "version": 10**15}))
+    zk.set(node_path(service), dumps({"memcache.timeout_ms": 30}))
+    third = Memcache([memcached.address], timeout=0.5, environ={})
+    with third, ControlAgent(zk, service, cache_file=file, clients=lambda: [third]).start():
+        wait_until(lambda: third.options.timeout == 0.03, 5.0, "ZooKeeper's data applied")
 
 
 def test_command_sets_shows_and_clears(zookeeper: Any, zk: ZooKeeper, service: str,

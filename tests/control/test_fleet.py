@@ -19,7 +19,8 @@ from resilience.testing._server_fixtures import require_driver
 from ._fleet import Worker, applied_at, wait_until
 
 PROCESSES = 3
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.servers("zookeeper", "memcached"), pytest.mark.slow,
+              pytest.mark.timeout(180)]
 
 
 @pytest.fixture
