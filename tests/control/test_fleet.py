@@ -72,7 +72,7 @@ def test_change_reaches_every_process(fleet: tuple[str, list[Worker]],
             lags = _spread(workers, version, began)
             print(f"{settings}: applied in {PROCESSES} processes after "
                   f"{', '.join(f'{x * 1000:.0f} ms' for x in lags)}")
-            # The goal is 1 s (measured: 24-146 ms, docs/control.md); loose for a loaded CI.
+            # The goal is 1 s (measured: 20-146 ms, docs/control.md); loose for a loaded CI.
             assert max(lags) < 3.0, lags
         # What the calls saw: the forced-open breaker is gone, the new timeout is in.
         wait_until(lambda: all(
@@ -111,8 +111,10 @@ def test_frozen_ensemble_calls_unaffected_then_resync(
 
         # A change cannot be written while frozen: write it after the thaw.
         versions: list[int] = []
+        starts: list[float] = []
 
         def written() -> bool:
+            starts.append(time.time())  # the attempt that succeeds is the last one
             try:
                 versions.append(_write(zk, path, {"memcache.timeout_ms": 60}))
                 return True
@@ -120,8 +122,7 @@ def test_frozen_ensemble_calls_unaffected_then_resync(
                 return False
 
         wait_until(written, 30.0, "a write after the thaw")
-        after = versions[0]
-        wrote_at = time.time()
+        after, wrote_at = versions[0], starts[-1]
         lags = _spread(workers, after, wrote_at)
         print(f"after the thaw: written {wrote_at - thawed_at:.1f} s after it, applied "
               f"{', '.join(f'{x * 1000:.0f} ms' for x in lags)} after the write")
