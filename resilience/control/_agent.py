@@ -11,7 +11,7 @@ Two ways in, one handler:
 
 Fail-static: data is replaced only by newer valid data from ZooKeeper. While ZooKeeper
 cannot be reached (SUSPENDED, LOST, frozen) the agent keeps what it has, and its age
-(seconds since ZooKeeper last confirmed it) grows. Malformed data is rejected as a
+(seconds since the agent last read the node) grows. Malformed data is rejected as a
 whole, reported (``last_error``, ``rejected``, a WARNING log) and the previous data
 kept. With ``cache_file`` the last good data also survives a restart.
 
@@ -98,7 +98,7 @@ class ControlAgent:
         self._lock = threading.Lock()  # the agent's own state; never taken by a call
         self.settings: Settings = {}
         self.version: int | None = None  # mzxid of the data applied; 0: no node
-        self._synced_at = -math.inf  # monotonic time ZooKeeper last confirmed the data
+        self._synced_at = -math.inf  # monotonic time of the last read of the node
         self.last_error: str | None = None
         self.rejected = 0  # malformed data seen (each version once)
         self._rejected_version: int | None = None
@@ -139,7 +139,9 @@ class ControlAgent:
     # ---- what it reports -------------------------------------------------------------
 
     def age(self) -> float:
-        """Seconds since ZooKeeper last confirmed the data applied (inf: never)."""
+        """Seconds since the agent last read the node from ZooKeeper (a watch delivery
+        or a successful poll, valid data or not; ``rejected`` tells the latter), or since
+        the cache file was written for data loaded from it; inf: never."""
         return time.monotonic() - self._synced_at
 
     def status(self) -> dict[str, Any]:
@@ -155,7 +157,7 @@ class ControlAgent:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         age = GaugeMetricFamily("resilience_control_age_seconds",
-                                "Seconds since ZooKeeper last confirmed the control data",
+                                "Seconds since the control node was last read from ZooKeeper",
                                 labels=["service"])
         age.add_metric([self.service], self.age())
         version = GaugeMetricFamily("resilience_control_version",
