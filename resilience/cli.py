@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("resilience.faults.cli", "run a fault proxy in front of host:port"),
     "bench": ("resilience.bench.cli", "run the failure-latency benchmark"),
     "status": ("resilience.status.cli", "show every circuit breaker of a running service"),
+    "control": ("resilience.control.cli", "set, show or clear fleet-wide control in ZooKeeper"),
 }
 
 

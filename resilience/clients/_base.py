@@ -36,6 +36,7 @@ Endpoints are fixed at construction (memcached nodes) or added as they are disco
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import threading
 import time
@@ -292,6 +293,23 @@ class ClientBase(Generic[D]):
             return self._breakers[self._endpoints.index(endpoint)]
         except ValueError:
             raise KeyError(f"{endpoint!r} is not an endpoint of {self!r}") from None
+
+    def set_timeout(self, seconds: float) -> None:
+        """Make ``seconds`` the default budget of every later call (a call given
+        ``timeout=`` keeps its own), e.g. from fleet control (docs/control.md).
+
+        Plain attribute writes (the options, each operation's timeout): the call path
+        takes no lock and the next call reads the new value.
+
+        Raises:
+            ConfigError: ``seconds`` is not a valid timeout (named in the message).
+        """
+        options = dataclasses.replace(self.options, timeout=seconds)  # validates it
+        with self._endpoints_lock:
+            self.options = options
+            for ops in self._ops:
+                for operation in list(ops.values()):
+                    operation.timeout = options.timeout
 
     def _add_endpoint(self, endpoint: str) -> int:
         """The index of ``endpoint``, adding its breaker, bulkhead and operations first."""
