@@ -21,7 +21,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         pass
 
 
