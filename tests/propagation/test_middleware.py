@@ -5,6 +5,8 @@ and errors mapped to 504/503. Every test runs once per kind of middleware."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -178,3 +180,39 @@ def test_asgi_awaits_are_cancelled_at_the_deadline() -> None:
     assert (status, headers["resilience-deadline"]) == (504, "exceeded")
     assert took < 3.0  # the app would have slept 5 s
     assert runs == ["/sleep"] and mw.stats.snapshot()["exceeded"] == 1
+
+
+def test_wsgi_error_after_start_response_still_becomes_504() -> None:
+    """start_response called, headers not yet sent: PEP 3333 lets the 504 replace them."""
+
+    def app(environ: dict[str, Any], start_response: wsgi.StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        raise DeadlineExceededError("ran out after starting the reply")
+
+    mw = wsgi.DeadlineMiddleware(app, max_budget=MAX)
+    with wsgi_server(mw) as url:
+        status, headers, _ = get(url)
+    assert (status, headers["resilience-deadline"]) == (504, "exceeded")
+
+
+def test_wsgi_body_is_produced_under_the_deadline() -> None:
+    """The server iterates the body outside the application call; each chunk still sees
+    the request's deadline."""
+
+    def app(environ: dict[str, Any], start_response: wsgi.StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield repr(remaining()).encode()
+
+    with wsgi_server(wsgi.DeadlineMiddleware(app, max_budget=MAX)) as url:
+        status, _, body = get(url, "/", {"request-timeout-ms": "400"})
+    assert status == 200 and 0.1 < float(body) <= 0.4
+
+
+def test_the_propagation_package_and_middleware_import_no_http_client() -> None:
+    code = ("import sys, resilience.propagation, resilience.propagation.wsgi, "
+            "resilience.propagation.asgi\n"
+            "print(','.join(m for m in ('httpx', 'requests', 'grpc', 'uvicorn', 'urllib3')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()
+    assert out == ""

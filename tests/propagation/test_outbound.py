@@ -17,7 +17,7 @@ import requests
 
 import resilience
 from resilience import DeadlineExceededError
-from resilience.propagation.grpc import DeadlineInterceptor
+from resilience.propagation.grpc import AsyncDeadlineInterceptor, DeadlineInterceptor
 from resilience.propagation.httpx import AsyncDeadlineTransport, DeadlineTransport
 from resilience.propagation.requests import deadline_session
 
@@ -158,7 +158,7 @@ class _Budgets:
 
 
 @pytest.fixture(scope="module")
-def grpc_channel() -> Iterator[tuple[grpc.Channel, _Budgets]]:
+def grpc_server() -> Iterator[tuple[int, _Budgets]]:
     budgets = _Budgets()
     handler = grpc.method_handlers_generic_handler("t.T", {
         "Budget": grpc.unary_unary_rpc_method_handler(budgets.budget),
@@ -167,13 +167,19 @@ def grpc_channel() -> Iterator[tuple[grpc.Channel, _Budgets]]:
     server = grpc.server(ThreadPoolExecutor(max_workers=2), handlers=[handler])
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    try:
+        yield port, budgets
+    finally:
+        server.stop(grace=None).wait(5)
+
+
+@pytest.fixture
+def grpc_channel(grpc_server: tuple[int, _Budgets]) -> Iterator[tuple[grpc.Channel, _Budgets]]:
+    port, budgets = grpc_server
     channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{port}"),
                                      DeadlineInterceptor())
-    try:
+    with channel:
         yield channel, budgets
-    finally:
-        channel.close()
-        server.stop(grace=None).wait(5)
 
 
 def _left(reply: bytes) -> float | None:
@@ -208,3 +214,19 @@ def test_grpc_sends_nothing_once_the_budget_is_spent(
     with resilience.deadline(0), pytest.raises(DeadlineExceededError, match="nothing sent"):
         call(b"", timeout=10)
     assert budgets.calls == before
+
+
+async def test_grpc_aio_interceptor_bounds_calls_and_sends_nothing_when_spent(
+        grpc_server: tuple[int, _Budgets]) -> None:
+    port, budgets = grpc_server
+    async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", interceptors=[AsyncDeadlineInterceptor()]) as channel:
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Budget")
+        with resilience.deadline(0.5):
+            left = _left(await call(b"", timeout=10))
+        assert left is not None and 0.1 < left <= 0.52
+        assert _left(await call(b"")) is None
+        before = budgets.calls
+        with resilience.deadline(0), pytest.raises(DeadlineExceededError):
+            await call(b"", timeout=10)
+        assert budgets.calls == before
