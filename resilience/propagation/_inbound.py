@@ -39,8 +39,8 @@ class PropagationStats:
         self.malformed: dict[str, int] = {}
 
     def add(self, field: str) -> None:
-        with self._lock:
-            setattr(self, field, getattr(self, field) + 1)
+        with self._lock:  # `+=` on an attribute is not atomic across threads
+            self.__dict__[field] += 1
 
     def add_malformed(self, names: Iterable[str]) -> None:
         with self._lock:

@@ -16,8 +16,8 @@ call goes through unchanged.
 `AsyncDeadlineInterceptor` does the same for ``grpc.aio`` channels
 (``grpc.aio.insecure_channel(addr, interceptors=[AsyncDeadlineInterceptor()])``).
 
-gRPC core rounds the timeout up when it writes ``grpc-timeout`` (a server was seen to
-get 0.5006 s of a 0.5 s budget); the reply margin of the receiving middleware covers it.
+gRPC core rounds the timeout up slightly when it writes ``grpc-timeout`` (a server was
+seen to get 0.5006 s of a 0.5 s budget); the receiving side's reply margin covers it.
 """
 
 from __future__ import annotations

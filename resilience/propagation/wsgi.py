@@ -96,6 +96,8 @@ class DeadlineMiddleware:
                 if mapped is None:
                     raise
                 return _reply(start_response, *mapped, sys.exc_info())  # type: ignore[arg-type]
+        if isinstance(body, list | tuple):
+            return body  # already produced, under the deadline: nothing left to run
         return _Body(body, scope.at)
 
 
