@@ -51,7 +51,8 @@ class DeadlineMiddleware:
         max_budget: the longest any request may run, seconds (None: no cap; a request
             without a budget header then runs with no deadline).
         route_max: ``route_max(scope)`` -> a route's own maximum in seconds, or None for
-            ``max_budget``.
+            ``max_budget``; any other return value (not a finite number > 0) raises
+            ConfigError.
         header: this service's own budget header, whole milliseconds.
         reply_margin: seconds kept back from the budget to write the reply.
 

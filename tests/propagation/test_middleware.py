@@ -216,3 +216,13 @@ def test_the_propagation_package_and_middleware_import_no_http_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.strip()
     assert out == ""
+
+
+def test_a_route_maximum_that_is_not_seconds_is_a_config_error() -> None:
+    mw = wsgi.DeadlineMiddleware(wsgi_app([]), route_max=lambda env: "10s")  # type: ignore[arg-type,return-value]
+
+    def start_response(*args: Any) -> Any:
+        return None
+
+    with pytest.raises(ConfigError, match=r"route_max\(\)='10s'"):
+        mw({"PATH_INFO": "/"}, start_response)
