@@ -26,7 +26,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from resilience.core.deadline import deadline
-from resilience.propagation._headers import DEFAULT_HEADER
+from resilience.propagation._headers import (
+    CONNECT_HEADER,
+    DEFAULT_HEADER,
+    ENVOY_HEADER,
+    GRPC_HEADER,
+)
 from resilience.propagation._inbound import (
     MARKER_HEADER,
     Inbound,
@@ -73,14 +78,21 @@ class DeadlineMiddleware:
         self.inbound = Inbound(max_budget, header, reply_margin)
         self.route_max = route_max
         self.stats = PropagationStats()
+        self._names = frozenset(
+            name.encode("latin-1") for name in
+            (header.lower(), CONNECT_HEADER, ENVOY_HEADER, GRPC_HEADER, "content-type"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         self.stats.add("requests")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        grpc = any(k.lower() == "content-type" and v.startswith("application/grpc")
+        # Pick ours without decoding the rest (names are lower case in ASGI; a server
+        # that does not lower them is still read right).
+        wanted = self._names
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                   for k, v in scope["headers"] if k.lower() in wanted]
+        grpc = any(k == "content-type" and v.startswith("application/grpc")
                    for k, v in headers)
         route_max = self.route_max(scope) if self.route_max is not None else None
         seconds = self.inbound.decide(headers, grpc, route_max, self.stats)

@@ -32,7 +32,12 @@ from types import TracebackType
 from typing import Any
 
 from resilience.core.deadline import DEADLINE, deadline
-from resilience.propagation._headers import DEFAULT_HEADER
+from resilience.propagation._headers import (
+    CONNECT_HEADER,
+    DEFAULT_HEADER,
+    ENVOY_HEADER,
+    GRPC_HEADER,
+)
 from resilience.propagation._inbound import (
     MARKER_HEADER,
     Inbound,
@@ -78,12 +83,17 @@ class DeadlineMiddleware:
         self.inbound = Inbound(max_budget, header, reply_margin)
         self.route_max = route_max
         self.stats = PropagationStats()
+        # The environ keys of the headers read: looked up directly, not by scanning it.
+        self._keys = tuple(
+            ("HTTP_" + name.upper().replace("-", "_"), name)
+            for name in (header.lower(), CONNECT_HEADER, ENVOY_HEADER, GRPC_HEADER))
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         self.stats.add("requests")
         grpc = str(environ.get("CONTENT_TYPE", "")).startswith("application/grpc")
         route_max = self.route_max(environ) if self.route_max is not None else None
-        seconds = self.inbound.decide(_headers(environ), grpc, route_max, self.stats)
+        headers = [(name, environ[key]) for key, name in self._keys if key in environ]
+        seconds = self.inbound.decide(headers, grpc, route_max, self.stats)
         if seconds is None:
             return self.app(environ, start_response)
         if seconds <= 0:
@@ -100,12 +110,6 @@ class DeadlineMiddleware:
         if isinstance(body, list | tuple):
             return body  # already produced, under the deadline: nothing left to run
         return _Body(body, scope.at)
-
-
-def _headers(environ: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            yield key[5:].replace("_", "-"), str(value)
 
 
 def _reply(
