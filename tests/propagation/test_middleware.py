@@ -226,3 +226,22 @@ def test_a_route_maximum_that_is_not_seconds_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match=r"route_max\(\)='10s'"):
         mw({"PATH_INFO": "/"}, start_response)
+
+
+async def test_asgi_passes_non_http_scopes_through_untouched() -> None:
+    seen: list[tuple[str, float | None]] = []
+
+    async def app(scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        seen.append((scope["type"], remaining()))
+
+    async def receive() -> asgi.Message:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: asgi.Message) -> None:
+        return None
+
+    mw = asgi.DeadlineMiddleware(app, max_budget=MAX)
+    await mw({"type": "lifespan"}, receive, send)
+    await mw({"type": "websocket", "headers": [(b"request-timeout-ms", b"0")]}, receive, send)
+    assert seen == [("lifespan", None), ("websocket", None)]
+    assert mw.stats.snapshot()["requests"] == 0
