@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -66,8 +67,6 @@ class DeadlineAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        from urllib.parse import urlsplit
-
         endpoint = urlsplit(request.url or "").hostname
         budget = outbound_budget("http", endpoint, request.method)
         if budget is None:
