@@ -15,7 +15,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 # The servers each example starts (a missing one skips it, or fails it when required).
 SERVERS = {"search_": ("opensearch",), "zookeeper_": ("zookeeper",),
-           "nsq_": ("nsq", "memcached"), "cassandra_": ("cassandra",)}
+           "nsq_": ("nsq", "memcached"), "cassandra_": ("cassandra",),
+           "propagation_": ()}
 
 
 def _param(path: pathlib.Path) -> object:

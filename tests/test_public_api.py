@@ -53,6 +53,9 @@ DRIVERS = [
     "elasticsearch",
     "opensearchpy",
     "elastic_transport",
+    "httpx",
+    "requests",
+    "grpc",
 ]
 
 
