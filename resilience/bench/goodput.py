@@ -87,12 +87,16 @@ def _python() -> list[str]:
     return [sys.executable, "-m"]
 
 
-def _start_service(mode: str, subject: str, memcached: str, key: str) -> _Service:
-    proc = subprocess.Popen(
+def _spawn_service(mode: str, subject: str, memcached: str, key: str
+                   ) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*_python(), "resilience.bench.goodput_service", "--mode", mode,
          "--subject", subject, "--memcached", memcached, "--key", key],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-    deadline = time.monotonic() + _START_TIMEOUT
+
+
+def _await_port(subject: str, proc: subprocess.Popen[str], deadline: float) -> _Service:
+    """The service once it printed its port; RuntimeError if not by ``deadline``."""
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     line = ""
@@ -102,9 +106,8 @@ def _start_service(mode: str, subject: str, memcached: str, key: str) -> _Servic
             break
         time.sleep(0.02)
     if not line.startswith("port "):
-        _stop(proc)
-        raise RuntimeError(f"goodput service {mode}/{subject} did not start "
-                           f"within {_START_TIMEOUT} s (exit {proc.poll()})")
+        raise RuntimeError(f"goodput service {subject} did not start within "
+                           f"{_START_TIMEOUT} s (exit {proc.poll()})")
     return _Service(subject, proc, int(line.split()[1]))
 
 
@@ -144,14 +147,15 @@ def _sample_until(services: Sequence[_Service], until: float, step: float = 0.2)
 @contextlib.contextmanager
 def _services(mode: str, subjects: Sequence[str], memcached: str, key: str
               ) -> Iterator[list[_Service]]:
-    started: list[_Service] = []
+    procs = {}
     try:
-        for subject in subjects:
-            started.append(_start_service(mode, subject, memcached, key))
-        yield started
+        for subject in subjects:  # all at once: their imports overlap
+            procs[subject] = _spawn_service(mode, subject, memcached, key)
+        deadline = time.monotonic() + _START_TIMEOUT
+        yield [_await_port(subject, proc, deadline) for subject, proc in procs.items()]
     finally:
-        for s in started:
-            _stop(s.proc)
+        for proc in procs.values():
+            _stop(proc)
 
 
 def run_one(server: Any, key: str, mode: str, outage: float, settings: Settings,
@@ -202,19 +206,25 @@ def _progress(message: str) -> None:
     print(f"[goodput] {message}", file=sys.stderr, flush=True)
 
 
-def run_goodput(settings: Settings, work_dir: Path | None = None) -> dict[str, Any]:
-    """Start memcached, make every run of ``settings``, return the JSON-able result."""
+def run_goodput(settings: Settings, server: Any = None,
+                work_dir: Path | None = None) -> dict[str, Any]:
+    """Make every run of ``settings`` against ``server`` (a running harness memcached,
+    left running; by default one started here and killed at the end); return the
+    JSON-able result."""
     from resilience.bench.machine import cpu_model, package_versions
     from resilience.bench.memcached import KEY, _store
     from resilience.servers.memcached import Memcached
 
     settings.validate()
     work = Path(tempfile.mkdtemp(prefix="goodput-", dir=work_dir))
-    server = Memcached(work / "memcached", name="memcached-goodput")
+    own = server is None
+    if own:
+        server = Memcached(work / "memcached", name="memcached-goodput")
     runs = []
     began = time.monotonic()
     try:
-        server.start(timeout=15.0)
+        if own:
+            server.start(timeout=15.0)
         _store(server.host, server.port, [KEY])
         for outage in settings.outages:
             for mode in settings.modes:
@@ -222,7 +232,8 @@ def run_goodput(settings: Settings, work_dir: Path | None = None) -> dict[str, A
                           f"{settings.healthy + outage + settings.healed:g} s")
                 runs.append(run_one(server, KEY, mode, outage, settings, work))
     finally:
-        server.kill()
+        if own:
+            server.kill()
         shutil.rmtree(work, ignore_errors=True)
     return {
         "benchmark": "goodput",
