@@ -75,4 +75,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else (QUICK_OUT if args.quick else DEFAULT_OUT)
     for path in write_all(result, Path(out)):
         print(f"wrote {path}")
+    if not args.quick:  # a full run into the committed folder refreshes the docs
+        from resilience.bench.docgen import refresh_after_run
+
+        for doc in refresh_after_run(Path(out) / "results.json"):
+            print(f"regenerated {doc}")
     return 0

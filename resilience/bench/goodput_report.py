@@ -15,7 +15,8 @@ from typing import Any
 
 from resilience.bench.goodput_load import OUTCOMES
 
-__all__ = ["FIRST_HIT_GOAL_S", "RATIO_GOAL", "goals", "markdown", "summarize", "write_all"]
+__all__ = ["FIRST_HIT_GOAL_S", "RATIO_GOAL", "doc_section", "goals", "markdown", "summarize",
+           "write_all"]
 
 PHASES = ("healthy", "hung", "healed")
 RATIO_GOAL = 0.95  # wrapper's hung-phase goodput / the always-fallback control's
@@ -174,6 +175,32 @@ def markdown(result: dict[str, Any]) -> str:
             verdict = "met" if g["met"] else "**missed**"
             lines.append(f"- wrapper: {g['goal']}: {_cell(g['measured'])} ({verdict})")
     return "\n".join(lines) + "\n"
+
+
+def doc_section(result: dict[str, Any]) -> str:
+    """The generated summary in docs/bench.md: per run, the hung-phase goodput of each
+    subject as a share of the control's, and the first hit after the heal."""
+    names = [n for n in result["runs"][0]["subjects"] if n != "fallback"]
+    rows = ["| run | control ok/s (hung) | "
+            + " | ".join(f"{n}: hung ok/s vs control" for n in names)
+            + " | wrapper: first hit after heal |",
+            "|---|---:|" + "---:|" * len(names) + "---:|"]
+    for run in result["runs"]:
+        subj = run["subjects"]
+        control = subj["fallback"]["phases"]["hung"]["goodput_per_s"] if "fallback" in subj \
+            else None
+        shares = []
+        for n in names:
+            hung = subj[n]["phases"]["hung"]["goodput_per_s"]
+            shares.append(f"{hung:g} ({hung / control:.0%})" if control else f"{hung:g}")
+        first = subj.get("wrapper", {}).get("first_hit_after_heal_s")
+        rows.append(f"| {run['mode']}, {run['outage_s']:g} s outage | {_cell(control)} | "
+                    + " | ".join(shares) + f" | {_cell(first, ' s')} |")
+    m = result["machine"]
+    return (f"The committed run (`benchmarks/results/goodput/`) took {result['duration_s']:g} s "
+            f"on {m['cores']} x {m['cpu']} (load average at its end "
+            + " ".join(f"{x:g}" for x in m["load_average"]) + "):\n\n"
+            + "\n".join(rows) + "\n")
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
