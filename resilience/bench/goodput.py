@@ -1,11 +1,12 @@
 """``resilience bench goodput``: how much useful work a service does before, during and
 after its cache hangs (docs/bench.md#goodput).
 
-For each *run* (a service mode and an outage length) it starts one service process per
-subject (:mod:`resilience.bench.goodput_service`) against the same memcached, and one
+For each *run* (a datastore, a service mode and an outage length) it starts one service
+process per subject (:mod:`resilience.bench.goodput_service`) against the same
+datastore server, and one
 closed-loop load process per service (:mod:`resilience.bench.goodput_load`), all at
 the same time, so whatever else the machine does hits every subject alike. The run has
-three phases: *healthy*, *hung* (memcached SIGSTOPped for the outage) and *healed*
+three phases: *healthy*, *hung* (the server SIGSTOPped for the outage) and *healed*
 (SIGCONT). Meanwhile it samples each service's thread count. The records become the
 figures of :mod:`resilience.bench.goodput_report`.
 """
@@ -20,14 +21,22 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from resilience.bench.goodput_load import read_records
+from resilience.bench.goodput_readers import (
+    ASYNC_DATASTORES,
+    BUDGET,
+    DATASTORES,
+    SUBJECTS,
+    seed,
+    start_server,
+)
 from resilience.bench.goodput_report import summarize
-from resilience.bench.goodput_service import BUDGET, SUBJECTS, THREADS
+from resilience.bench.goodput_service import THREADS
 
 __all__ = ["MODES", "Settings", "run_goodput"]
 
@@ -39,7 +48,8 @@ _START_TIMEOUT = 20.0  # a service process must print its port within this
 class Settings:
     """What one ``resilience bench goodput`` invocation runs; every phase is bounded."""
 
-    modes: tuple[str, ...] = MODES
+    datastores: tuple[str, ...] = ("memcached",)
+    modes: tuple[str, ...] = MODES  # async only for ASYNC_DATASTORES
     outages: tuple[float, ...] = (10.0,)  # seconds memcached stays frozen, one run each
     subjects: tuple[str, ...] = SUBJECTS
     healthy: float = 5.0      # seconds before the freeze
@@ -60,6 +70,10 @@ class Settings:
 
     def validate(self) -> None:
         """Raise ValueError naming the bad setting."""
+        for datastore in self.datastores:
+            if datastore not in DATASTORES:
+                raise ValueError(f"unknown datastore {datastore!r}; "
+                                 f"choose from {', '.join(DATASTORES)}")
         for mode in self.modes:
             if mode not in MODES:
                 raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -67,8 +81,8 @@ class Settings:
             if subject not in SUBJECTS:
                 raise ValueError(f"unknown subject {subject!r}; "
                                  f"choose from {', '.join(SUBJECTS)}")
-        if not self.modes or not self.subjects or not self.outages:
-            raise ValueError("need at least one mode, one subject and one outage")
+        if not (self.datastores and self.modes and self.subjects and self.outages):
+            raise ValueError("need at least one datastore, mode, subject and outage")
         if any(o <= 0 or o > 3600 for o in self.outages):
             raise ValueError(f"outages must be > 0 and <= 3600 s, got {self.outages}")
         if self.healthy <= 0 or self.healed <= 0 or self.concurrency < 1 or self.think < 0:
@@ -87,11 +101,12 @@ def _python() -> list[str]:
     return [sys.executable, "-m"]
 
 
-def _spawn_service(mode: str, subject: str, memcached: str, key: str
+def _spawn_service(datastore: str, mode: str, subject: str, address: str, key: str
                    ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*_python(), "resilience.bench.goodput_service", "--mode", mode,
-         "--subject", subject, "--memcached", memcached, "--key", key],
+         "--subject", subject, "--datastore", datastore, "--address", address,
+         "--key", key],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
@@ -145,12 +160,12 @@ def _sample_until(services: Sequence[_Service], until: float, step: float = 0.2)
 
 
 @contextlib.contextmanager
-def _services(mode: str, subjects: Sequence[str], memcached: str, key: str
+def _services(datastore: str, mode: str, subjects: Sequence[str], address: str, key: str
               ) -> Iterator[list[_Service]]:
     procs = {}
     try:
         for subject in subjects:  # all at once: their imports overlap
-            procs[subject] = _spawn_service(mode, subject, memcached, key)
+            procs[subject] = _spawn_service(datastore, mode, subject, address, key)
         deadline = time.monotonic() + _START_TIMEOUT
         yield [_await_port(subject, proc, deadline) for subject, proc in procs.items()]
     finally:
@@ -158,18 +173,18 @@ def _services(mode: str, subjects: Sequence[str], memcached: str, key: str
             _stop(proc)
 
 
-def run_one(server: Any, key: str, mode: str, outage: float, settings: Settings,
-            work: Path) -> dict[str, Any]:
+def run_one(server: Any, datastore: str, key: str, mode: str, outage: float,
+            settings: Settings, work: Path) -> dict[str, Any]:
     """One run: every subject's service under load through healthy, hung and healed."""
-    memcached = f"{server.host}:{server.port}"
-    with _services(mode, settings.subjects, memcached, key) as services:
+    address = f"{server.host}:{server.port}"
+    with _services(datastore, mode, settings.subjects, address, key) as services:
         for s in services:
             _warm(s)
         t0 = time.monotonic() + 1.0  # time for the load processes to start
         end = t0 + settings.healthy + outage + settings.healed
         loads = []
         for s in services:
-            out = work / f"{mode}-{outage:g}-{s.subject}.bin"
+            out = work / f"{datastore}-{mode}-{outage:g}-{s.subject}.bin"
             cmd = [*_python(), "resilience.bench.goodput_load",
                    "--target", f"127.0.0.1:{s.port}",
                    "--concurrency", str(settings.concurrency),
@@ -197,7 +212,7 @@ def run_one(server: Any, key: str, mode: str, outage: float, settings: Settings,
                     _stop(proc)
         records = {s.subject: read_records(out) for s, out, _p in loads}
         threads = {s.subject: s.threads for s in services}
-    return summarize(mode=mode, outage=outage, start=t0, frozen_at=frozen_at,
+    return summarize(datastore=datastore, mode=mode, outage=outage, start=t0, frozen_at=frozen_at,
                      healed_at=healed_at, end=end, records=records, threads=threads,
                      request_timeout=settings.request_timeout)
 
@@ -206,34 +221,37 @@ def _progress(message: str) -> None:
     print(f"[goodput] {message}", file=sys.stderr, flush=True)
 
 
-def run_goodput(settings: Settings, server: Any = None,
+def run_goodput(settings: Settings, servers: Mapping[str, Any] | None = None,
                 work_dir: Path | None = None) -> dict[str, Any]:
-    """Make every run of ``settings`` against ``server`` (a running harness memcached,
-    left running; by default one started here and killed at the end); return the
-    JSON-able result."""
+    """Make every run of ``settings``; return the JSON-able result. ``servers`` maps a
+    datastore to a running harness server to use (and leave running); for the others a
+    server is started here and killed at the end."""
     from resilience.bench.machine import cpu_model, package_versions
-    from resilience.bench.memcached import KEY, _store
-    from resilience.servers.memcached import Memcached
 
     settings.validate()
+    given = dict(servers or {})
     work = Path(tempfile.mkdtemp(prefix="goodput-", dir=work_dir))
-    own = server is None
-    if own:
-        server = Memcached(work / "memcached", name="memcached-goodput")
     runs = []
     began = time.monotonic()
     try:
-        if own:
-            server.start(timeout=15.0)
-        _store(server.host, server.port, [KEY])
-        for outage in settings.outages:
-            for mode in settings.modes:
-                _progress(f"{mode} service, {outage:g} s outage: "
-                          f"{settings.healthy + outage + settings.healed:g} s")
-                runs.append(run_one(server, KEY, mode, outage, settings, work))
+        for datastore in settings.datastores:
+            if datastore in given:
+                server, key = given[datastore], seed(datastore, given[datastore])
+            else:
+                server, key = start_server(datastore, work)
+            try:
+                for outage in settings.outages:
+                    for mode in settings.modes:
+                        if mode == "async" and datastore not in ASYNC_DATASTORES:
+                            continue
+                        _progress(f"{datastore}, {mode} service, {outage:g} s outage: "
+                                  f"{settings.healthy + outage + settings.healed:g} s")
+                        runs.append(run_one(server, datastore, key, mode, outage,
+                                            settings, work))
+            finally:
+                if datastore not in given:
+                    server.kill()
     finally:
-        if own:
-            server.kill()
         shutil.rmtree(work, ignore_errors=True)
     return {
         "benchmark": "goodput",
@@ -242,7 +260,7 @@ def run_goodput(settings: Settings, server: Any = None,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                     "load_average": [round(x, 2) for x in os.getloadavg()],
                     "python": sys.version.split()[0],
-                    "packages": package_versions(["pymemcache", "aiomcache"])},
+                    "packages": package_versions(["pymemcache", "aiomcache", "kazoo"])},
         "duration_s": round(time.monotonic() - began, 1),
         "runs": runs,
     }

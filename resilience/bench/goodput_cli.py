@@ -28,14 +28,15 @@ def _names(value: str) -> tuple[str, ...]:
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``resilience bench goodput``."""
     from resilience.bench.goodput import MODES
-    from resilience.bench.goodput_service import SUBJECTS
+    from resilience.bench.goodput_readers import DATASTORES, SUBJECTS
 
     parser.add_argument("--quick", action="store_true",
                         help="a 5 s outage and shorter phases: under 2 minutes")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"results folder (default {DEFAULT_OUT}; with --quick {QUICK_OUT})")
-    parser.add_argument("--datastores", default="memcached",
-                        help="comma separated; only memcached so far")
+    parser.add_argument("--datastores", type=_names, default=None,
+                        help="comma separated, from: " + ", ".join(DATASTORES)
+                        + " (default memcached; zookeeper has the sync service only)")
     parser.add_argument("--modes", type=_names, default=None,
                         help=f"service kinds, comma separated, from: {', '.join(MODES)}")
     parser.add_argument("--outages", type=_floats, default=None,
@@ -60,12 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.quick() if args.quick else Settings()
     changes = {k: getattr(args, k) for k in
-               ("modes", "outages", "subjects", "healthy", "healed", "concurrency", "think")
+               ("datastores", "modes", "outages", "subjects", "healthy", "healed", "concurrency",
+                "think")
                if getattr(args, k) is not None}
     settings = replace(settings, **changes)
     try:
-        if _names(args.datastores) != ("memcached",):
-            raise ValueError(f"--datastores {args.datastores!r}: only memcached so far")
         settings.validate()
     except ValueError as exc:
         print(f"resilience bench goodput: {exc}", file=sys.stderr)

@@ -1,11 +1,11 @@
 """The service under test of ``resilience bench goodput``: one HTTP endpoint that reads
-memcached and falls back to a default value when the read fails.
+a datastore and falls back to a default value when the read fails.
 
 It runs as its own process, one per subject, so a subject whose threads hang cannot
 slow the others' interpreters, and is killed at the end of its run::
 
     python -m resilience.bench.goodput_service --mode sync --subject wrapper \\
-        --memcached 127.0.0.1:11211 --key bench:key
+        --datastore memcached --address 127.0.0.1:11211 --key bench:key
 
 It prints ``port N`` on stdout once it listens and serves until killed.
 
@@ -14,11 +14,11 @@ It prints ``port N`` on stdout once it listens and serves until killed.
 * ``--mode async``: the same endpoint on a minimal asyncio HTTP/1.0 server.
 
 Every response is ``200`` with ``X-Source: hit`` (the value came from memcached),
-``miss`` (memcached answered without it) or ``fallback`` (the read failed and the
-endpoint served its default), so the load generator can tell a cache hit from a
-degraded answer. The subjects differ only in how the endpoint reads
-(``SUBJECTS``); the ``fallback`` subject is the control: it never calls memcached and
-serves the fallback on every request, through the same ``except`` path.
+``miss`` (the datastore answered without it) or ``fallback`` (the read failed and the
+endpoint served its default), so the load generator can tell a hit from a degraded
+answer. The subjects differ only in how the endpoint reads
+(:mod:`resilience.bench.goodput_readers`); the ``fallback`` subject is the control: it
+never reads and serves the fallback on every request, through the same ``except`` path.
 """
 
 from __future__ import annotations
@@ -27,85 +27,16 @@ import argparse
 import asyncio
 import concurrent.futures
 import sys
-import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-__all__ = ["BUDGET", "SUBJECTS", "THREADS", "main"]
+from resilience.bench.goodput_readers import DATASTORES, SUBJECTS, async_reader, sync_reader
 
-SUBJECTS = ("raw-default", "raw-tuned", "wrapper", "fallback")
-BUDGET = 0.1  # seconds: the tuned raw client's timeouts and the wrapper's budget
+__all__ = ["THREADS", "main"]
+
 THREADS = 16  # worker threads of the sync service
 FALLBACK = b"fallback value"
-
-
-class _AlwaysFails(Exception):
-    """What the control's read raises: it takes the fallback path on every request."""
-
-
-_FAIL = _AlwaysFails("always-fallback control")
-
-
-def _control(key: str) -> bytes | None:
-    raise _FAIL
-
-
-def sync_reader(subject: str, host: str, port: int) -> Callable[[str], bytes | None]:
-    """``key -> value or None``, raising on failure, for a sync subject."""
-    if subject == "fallback":
-        return _control
-    if subject == "wrapper":
-        from resilience.clients.memcache import Memcache
-
-        cache = Memcache([f"{host}:{port}"], timeout=BUDGET, connect_timeout=BUDGET,
-                         environ={})
-        return lambda key: cache.get(key)
-    if subject not in ("raw-default", "raw-tuned"):
-        raise ValueError(f"unknown subject {subject!r}; choose from {', '.join(SUBJECTS)}")
-    from pymemcache.client.base import Client
-
-    kwargs: dict[str, Any] = {"no_delay": True}
-    if subject == "raw-tuned":
-        kwargs.update(connect_timeout=BUDGET, timeout=BUDGET)
-    local = threading.local()  # pymemcache's Client is not thread-safe: one per thread
-
-    def read(key: str) -> bytes | None:
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = Client((host, port), **kwargs)
-        return client.get(key)  # type: ignore[no-any-return]
-
-    return read
-
-
-def async_reader(subject: str, host: str, port: int
-                 ) -> Callable[[str], Awaitable[bytes | None]]:
-    """``key -> awaitable value or None``, raising on failure, for an async subject:
-    aiomcache with its defaults, aiomcache under ``asyncio.wait_for(BUDGET)``, or
-    :class:`~resilience.clients.memcache.AsyncMemcache`."""
-    if subject == "fallback":
-        async def control(key: str) -> bytes | None:
-            raise _FAIL
-        return control
-    if subject == "wrapper":
-        from resilience.clients.memcache import AsyncMemcache
-
-        cache = AsyncMemcache([f"{host}:{port}"], timeout=BUDGET, connect_timeout=BUDGET,
-                              environ={})
-        return lambda key: cache.get(key)
-    if subject not in ("raw-default", "raw-tuned"):
-        raise ValueError(f"unknown subject {subject!r}; choose from {', '.join(SUBJECTS)}")
-    import aiomcache
-
-    client = aiomcache.Client(host, port)
-    if subject == "raw-default":
-        return lambda key: client.get(key.encode())
-
-    async def tuned(key: str) -> bytes | None:
-        return await asyncio.wait_for(client.get(key.encode()), BUDGET)
-
-    return tuned
 
 
 def _response(value: bytes | None, source: str) -> tuple[bytes, list[tuple[str, str]]]:
@@ -161,15 +92,15 @@ class PoolWSGIServer(WSGIServer):
         pass
 
 
-def serve_sync(subject: str, host: str, port: int, key: str) -> None:
+def serve_sync(datastore: str, subject: str, address: str, key: str) -> None:
     server = PoolWSGIServer(("127.0.0.1", 0))
-    server.set_app(wsgi_app(sync_reader(subject, host, port), key))
+    server.set_app(wsgi_app(sync_reader(datastore, subject, address), key))
     print(f"port {server.server_address[1]}", flush=True)
     server.serve_forever(poll_interval=0.2)
 
 
-async def serve_async(subject: str, host: str, port: int, key: str) -> None:
-    read = async_reader(subject, host, port)
+async def serve_async(datastore: str, subject: str, address: str, key: str) -> None:
+    read = async_reader(datastore, subject, address)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -200,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resilience.bench.goodput_service")
     parser.add_argument("--mode", choices=("sync", "async"), required=True)
     parser.add_argument("--subject", choices=SUBJECTS, required=True)
-    parser.add_argument("--memcached", required=True, help="host:port")
-    parser.add_argument("--key", required=True)
+    parser.add_argument("--datastore", choices=DATASTORES, required=True)
+    parser.add_argument("--address", required=True, help="host:port of the datastore")
+    parser.add_argument("--key", required=True, help="memcached key or ZooKeeper node")
     args = parser.parse_args(argv)
-    host, _, port = args.memcached.rpartition(":")
     if args.mode == "sync":
-        serve_sync(args.subject, host, int(port), args.key)
+        serve_sync(args.datastore, args.subject, args.address, args.key)
     else:
-        asyncio.run(serve_async(args.subject, host, int(port), args.key))
+        asyncio.run(serve_async(args.datastore, args.subject, args.address, args.key))
     return 0
 
 

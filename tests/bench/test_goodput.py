@@ -54,7 +54,7 @@ def test_tiny_run_reports_every_phase_and_the_wrapper_outlives_the_hang(
     settings = Settings(modes=("sync",), outages=(2.0,),
                         subjects=("raw-default", "wrapper", "fallback"),
                         healthy=1.0, healed=2.0, concurrency=4, think=0.02)
-    result = run_goodput(settings, server=memcached)
+    result = run_goodput(settings, servers={"memcached": memcached})
     assert memcached.is_running() and not memcached.frozen  # left running, thawed
     (run,) = result["runs"]
     assert run["mode"] == "sync" and run["outage_s"] == 2.0
