@@ -110,16 +110,20 @@ def _spawn_service(datastore: str, mode: str, subject: str, address: str, key: s
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
 
 
-def _await_port(subject: str, proc: subprocess.Popen[str], deadline: float) -> _Service:
-    """The service once it printed its port; RuntimeError if not by ``deadline``."""
+def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:
+    """The first line ``proc`` prints, or what it printed by ``deadline`` or its exit."""
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     line = ""
-    while time.monotonic() < deadline and proc.poll() is None:
+    while not line.endswith("\n") and time.monotonic() < deadline and proc.poll() is None:
         line += proc.stdout.readline()
-        if line.endswith("\n"):
-            break
-        time.sleep(0.02)
+        time.sleep(0.01)
+    return line
+
+
+def _await_port(subject: str, proc: subprocess.Popen[str], deadline: float) -> _Service:
+    """The service once it printed its port; RuntimeError if not by ``deadline``."""
+    line = _read_line(proc, deadline)
     if not line.startswith("port "):
         raise RuntimeError(f"goodput service {subject} did not start within "
                            f"{_START_TIMEOUT} s (exit {proc.poll()})")
@@ -180,8 +184,6 @@ def run_one(server: Any, datastore: str, key: str, mode: str, outage: float,
     with _services(datastore, mode, settings.subjects, address, key) as services:
         for s in services:
             _warm(s)
-        t0 = time.monotonic() + 1.0  # time for the load processes to start
-        end = t0 + settings.healthy + outage + settings.healed
         loads = []
         for s in services:
             out = work / f"{datastore}-{mode}-{outage:g}-{s.subject}.bin"
@@ -190,11 +192,13 @@ def run_one(server: Any, datastore: str, key: str, mode: str, outage: float,
                    "--concurrency", str(settings.concurrency),
                    "--timeout", str(settings.request_timeout),
                    "--think", str(settings.think),
-                   "--start-at", repr(t0), "--stop-at", repr(end),
+                   "--start-at", "-1",  # ready first, then the times on stdin
                    "--max-requests", str(settings.max_requests), "--out", str(out)]
-            loads.append((s, out, subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+            loads.append((s, out, subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                                   stdout=subprocess.PIPE, text=True,
                                                    start_new_session=True)))
         try:
+            t0, end = _start_loads([p for _s, _o, p in loads], settings, outage)
             _sample_until(services, t0 + settings.healthy)
             server.freeze()
             frozen_at = time.monotonic()
@@ -215,6 +219,23 @@ def run_one(server: Any, datastore: str, key: str, mode: str, outage: float,
     return summarize(datastore=datastore, mode=mode, outage=outage, start=t0, frozen_at=frozen_at,
                      healed_at=healed_at, end=end, records=records, threads=threads,
                      request_timeout=settings.request_timeout)
+
+
+def _start_loads(procs: Sequence[subprocess.Popen[str]], settings: Settings,
+                 outage: float) -> tuple[float, float]:
+    """Wait until every load process is ready (bounded), then give them all the same
+    start and stop times; returns them."""
+    deadline = time.monotonic() + _START_TIMEOUT
+    for proc in procs:
+        if _read_line(proc, deadline).strip() != "ready":
+            raise RuntimeError(f"a goodput load process did not start within {_START_TIMEOUT} s")
+    t0 = time.monotonic() + 0.2
+    end = t0 + settings.healthy + outage + settings.healed
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{t0!r} {end!r}\n")
+        proc.stdin.close()
+    return t0, end
 
 
 def _progress(message: str) -> None:

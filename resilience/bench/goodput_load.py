@@ -5,7 +5,10 @@
 closed), record it, think for ``--think`` seconds (jittered ±50%, so the users do not
 march in step) and send the next; from ``--start-at`` until ``--stop-at``
 (``time.monotonic()`` values: the clock is system-wide on Linux, so the orchestrator's
-phase marks and these records share it) and at most ``--max-requests`` in all.
+phase marks and these records share it) and at most ``--max-requests`` in all. With
+``--start-at -1`` it prints ``ready`` once imported and reads ``START STOP`` from stdin
+(within 60 s), so the orchestrator can start every load at once however slowly each
+process started.
 
 Each request is a fresh HTTP/1.0 connection (the sync service, wsgiref, speaks 1.0).
 Records go to ``--out`` as three arrays (see :func:`write_records`): the monotonic time
@@ -18,6 +21,7 @@ import argparse
 import array
 import asyncio
 import random
+import select
 import sys
 import time
 from pathlib import Path
@@ -111,17 +115,28 @@ def read_records(path: Path) -> tuple[list[float], list[float], list[int]]:
     return ends.tolist(), lats.tolist(), codes.tolist()
 
 
+def _times_from_stdin(wait: float = 60.0) -> tuple[float, float]:
+    print("ready", flush=True)
+    if not select.select([sys.stdin], [], [], wait)[0]:
+        raise SystemExit(f"goodput_load: no START STOP on stdin within {wait:g} s")
+    start, stop = sys.stdin.readline().split()
+    return float(start), float(stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resilience.bench.goodput_load")
     parser.add_argument("--target", required=True, help="host:port of the service")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--think", type=float, default=0.1)
-    parser.add_argument("--start-at", type=float, required=True)
-    parser.add_argument("--stop-at", type=float, required=True)
+    parser.add_argument("--start-at", type=float, required=True,
+                        help="monotonic start time; -1: say ready, read START STOP on stdin")
+    parser.add_argument("--stop-at", type=float, default=-1.0)
     parser.add_argument("--max-requests", type=int, default=5_000_000)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.start_at == -1:
+        args.start_at, args.stop_at = _times_from_stdin()
     if (args.concurrency < 1 or args.timeout <= 0 or args.think < 0
             or args.stop_at <= args.start_at):
         parser.error("need --concurrency >= 1, --timeout > 0, --think >= 0 and "

@@ -81,7 +81,7 @@ def summarize(*, datastore: str, mode: str, outage: float, start: float, frozen_
     bounds = {"healthy": (start, frozen_at), "hung": (frozen_at, healed_at),
               "healed": (healed_at, end)}
     bin_s = 0.5 if end - start <= 60 else 2.0
-    nbins = int((end - start) / bin_s + 0.999)
+    nbins = int((end - start) / bin_s + 1e-9)  # whole bins only: a partial one reads low
     subjects: dict[str, Any] = {}
     timeline: dict[str, list[float]] = {}
     for name, (ends, lats, codes) in records.items():
@@ -227,7 +227,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("seconds")
         ax.set_ylabel("good requests / s")
         ax.set_ylim(bottom=0)
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

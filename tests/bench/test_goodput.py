@@ -45,7 +45,7 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)  # ~10 s here; the bound is for a loaded machine
 def test_tiny_run_reports_every_phase_and_the_wrapper_outlives_the_hang(
         memcached: Any, tmp_path: Path) -> None:
     """A 2 s freeze of the real memcached: raw pymemcache with its defaults answers
@@ -57,7 +57,7 @@ def test_tiny_run_reports_every_phase_and_the_wrapper_outlives_the_hang(
     result = run_goodput(settings, servers={"memcached": memcached})
     assert memcached.is_running() and not memcached.frozen  # left running, thawed
     (run,) = result["runs"]
-    assert run["mode"] == "sync" and run["outage_s"] == 2.0
+    assert (run["datastore"], run["mode"], run["outage_s"]) == ("memcached", "sync", 2.0)
     assert set(run["subjects"]) == {"raw-default", "wrapper", "fallback"}
     for name, subject in run["subjects"].items():
         assert set(subject["phases"]) == set(PHASES)
@@ -72,8 +72,8 @@ def test_tiny_run_reports_every_phase_and_the_wrapper_outlives_the_hang(
     assert wrapper["phases"]["healthy"]["hits"] > 0
     assert wrapper["first_hit_after_heal_s"] is not None  # it read the cache again
     assert run["subjects"]["fallback"]["phases"]["healthy"]["hits"] == 0
-    assert {g["goal"].split(":")[0] for g in goals(run)} and "## sync service" in markdown(
-        result)
+    assert [g["goal"].split()[0] for g in goals(run)] == ["hung-phase", "first"]
+    assert "## memcached, sync service, 2 s outage" in markdown(result)
     paths = write_all(result, tmp_path / "out")
     assert [p.name for p in paths] == ["results.md", "results.json", "goodput.png"]
     assert json.loads(paths[1].read_text())["runs"][0]["subjects"].keys() == {
