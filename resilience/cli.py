@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("resilience.config._cli", "print the effective settings and where each came from"),
     "servers": ("resilience.servers.cli", "install, start, stop or list local real servers"),
     "proxy": ("resilience.faults.cli", "run a fault proxy in front of host:port"),
-    "bench": ("resilience.bench.cli", "run the failure-latency benchmark"),
+    "bench": ("resilience.bench.cli", "run the failure-latency benchmark (or: bench goodput)"),
     "status": ("resilience.status.cli", "show every circuit breaker of a running service"),
     "control": ("resilience.control.cli", "set, show or clear fleet-wide control in ZooKeeper"),
 }

@@ -1,4 +1,5 @@
-"""``resilience bench``: the failure-latency benchmark (see docs/bench.md)."""
+"""``resilience bench``: the failure-latency benchmark, and ``resilience bench goodput``
+(see docs/bench.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                         + ", ".join(s.id for s in SCENARIOS))
     parser.add_argument("--no-overhead", action="store_true",
                         help="skip the healthy-path overhead measurement")
+    jobs = parser.add_subparsers(dest="job", metavar="JOB",
+                                 help="another benchmark instead of failure latency")
+    from resilience.bench import goodput_cli
+
+    goodput_cli.register(jobs.add_parser("goodput", help=goodput_cli.HELP,
+                                         description=goodput_cli.HELP))
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -44,6 +51,10 @@ def _split(value: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write the reports; 0 on success, 2 on bad input."""
+    if getattr(args, "job", None) == "goodput":
+        from resilience.bench import goodput_cli
+
+        return goodput_cli.run(args)
     from resilience.bench.report import table, write_all
     from resilience.bench.suite import Settings, run_suite
 

@@ -31,6 +31,12 @@ def _options_table(_root: Path) -> str:
     return option_table_markdown()
 
 
+def _goodput_section(result: dict[str, Any]) -> str:
+    from resilience.bench.goodput_report import doc_section
+
+    return doc_section(result)
+
+
 def _json(root: Path, name: str) -> dict[str, Any]:
     data = json.loads((root / SOURCES[name]).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
@@ -41,6 +47,7 @@ def _json(root: Path, name: str) -> dict[str, Any]:
 # The committed result file behind each kind of figure (paths from the repository root).
 SOURCES: dict[str, str] = {
     "failure-latency": "benchmarks/results/failure-latency/results.json",
+    "goodput": "benchmarks/results/goodput/results.json",
     "overhead": "benchmarks/results/overhead.json",
     "proxy": "benchmarks/results/proxy.json",
     "servers": "benchmarks/results/servers.json",
@@ -54,6 +61,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
         _json(root, "overhead"), _json(root, "failure-latency")
     ),
     "bench-run": lambda root: sections.bench_run(_json(root, "failure-latency")),
+    "goodput-run": lambda root: _goodput_section(_json(root, "goodput")),
     "overhead-table": lambda root: sections.overhead_table(_json(root, "overhead")),
     "proxy-cost": lambda root: sections.proxy_cost(_json(root, "proxy")),
     "servers-table": lambda root: sections.servers_table(_json(root, "servers")),
@@ -65,7 +73,7 @@ FILES: dict[str, tuple[str, ...]] = {
     "docs/configuration.md": ("options-table",),
     "docs/core.md": ("overhead-table",),
     "docs/faults.md": ("proxy-cost",),
-    "docs/bench.md": ("bench-run",),
+    "docs/bench.md": ("bench-run", "goodput-run"),
 }
 
 
