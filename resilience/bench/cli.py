@@ -30,7 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         + ", ".join(s.id for s in SCENARIOS))
     parser.add_argument("--no-overhead", action="store_true",
                         help="skip the healthy-path overhead measurement")
-    jobs = parser.add_subparsers(dest="job", metavar="JOB",
+    jobs = parser.add_subparsers(dest="job", metavar="[JOB]",
                                  help="another benchmark instead of failure latency")
     from resilience.bench import goodput_cli
 
