@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "servers": ("resilience.servers.cli", "install, start, stop or list local real servers"),
     "proxy": ("resilience.faults.cli", "run a fault proxy in front of host:port"),
     "bench": ("resilience.bench.cli", "run the failure-latency benchmark"),
+    "soak": ("resilience.soak.cli", "run seeded faults over every datastore and check invariants"),
 }
 
 
