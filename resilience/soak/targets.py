@@ -144,8 +144,9 @@ def open_target(name: str, work_dir: str, budget: float) -> Target:
     from resilience.faults import toxics
     from resilience.faults.proxy import FaultProxy
 
-    server = load(name).start_server(tempfile.mkdtemp(prefix=f"soak-{name}-", dir=work_dir))
-    closers: list[Callable[[], Any]] = [lambda: dispose(server)]
+    plugin = load(name)
+    server = plugin.start_server(tempfile.mkdtemp(prefix=f"soak-{name}-", dir=work_dir))
+    closers: list[Callable[[], Any]] = [lambda: dispose(server), lambda: _release(plugin, server)]
     try:
         proxy = FaultProxy((server.host, server.port), seed=1).start()
         closers.append(proxy.stop)
@@ -169,6 +170,19 @@ def open_target(name: str, work_dir: str, budget: float) -> Target:
             with contextlib.suppress(Exception):
                 close()
         raise
+
+
+def _release(plugin: Any, server: Any) -> None:
+    """Stop a JVM the plugin shares between benchmark rows (its ``kill`` only thaws it,
+    and it would otherwise live until the process exits, holding its heap), and drop
+    the plugin's reference so a later start makes a new one."""
+    node = getattr(server, "node", None) or getattr(server, "_node", None)
+    if node is None:
+        return
+    node.stop()
+    for attr in ("_single",):  # the Cassandra plugin's cached node
+        if getattr(plugin, attr, None) is node:
+            setattr(plugin, attr, None)
 
 
 def _consumer(address: str, ledger: Ledger) -> Any:
