@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,10 @@ class _Run:
         self.start = time.monotonic()
         self.stats: dict[tuple[str, str], CallStats] = {}
         self.violations: list[Violation] = []
+        # Calls past the limit, judged a little later: the stall they lived through may
+        # be recorded by the probe only after the call itself was (both wake together).
+        self.suspects: deque[tuple[Target, str, float, float, float, str]] = deque(
+            maxlen=100_000)
         self.violation_count = 0
         self._lock = threading.Lock()
 
@@ -60,22 +65,30 @@ class _Run:
     def record(self, target: Target, mode: str, began: float, t0: float, t1: float,
                outcome: str) -> None:
         """Count one call of ``t1 - t0`` seconds (``perf_counter``) that began ``began``
-        seconds into the run. Past the limit, it is a violation unless the lag probe saw
-        the machine stall at least as long as the overrun during the call (then it is
-        counted as ``past_limit_in_stall``: the machine's delay, not the client's)."""
-        elapsed = t1 - t0
-        past = elapsed > self.config.limit
-        stall = self.lag.stall_during(t0, t1) if past else 0.0
-        excused = past and elapsed - self.config.limit <= stall
-        self.stats[(target.name, mode)].record(outcome, elapsed, past and not excused, excused)
-        if past and not excused:
-            self.violate("deadline", target.name, began,
-                         f"{mode} call took {elapsed * 1000:.1f} ms > limit "
-                         f"{self.config.limit * 1000:.0f} ms ({outcome}; longest stall "
-                         f"seen meanwhile {stall * 1000:.1f} ms)")
+        seconds into the run; one past the limit is judged later (:meth:`judge`)."""
+        self.stats[(target.name, mode)].record(outcome, t1 - t0)
+        if t1 - t0 > self.config.limit:
+            self.suspects.append((target, mode, began, t0, t1, outcome))
         if outcome.startswith("unexpected:"):
             self.violate("error-contract", target.name, began,
                          f"{mode} call raised {outcome[11:]}, not a ResilienceError")
+
+    def judge(self, before: float = float("inf")) -> None:
+        """Judge the calls past the limit that ended before ``before`` (``perf_counter``):
+        a violation, unless the lag probe saw the machine stall at least as long as the
+        overrun during the call (then counted as ``past_limit_in_stall``: the machine's
+        delay, not the client's)."""
+        while self.suspects and self.suspects[0][4] < before:
+            target, mode, began, t0, t1, outcome = self.suspects.popleft()
+            elapsed = t1 - t0
+            stall = self.lag.stall_during(t0, t1)
+            excused = elapsed - self.config.limit <= stall
+            self.stats[(target.name, mode)].judged(excused)
+            if not excused:
+                self.violate("deadline", target.name, began,
+                             f"{mode} call took {elapsed * 1000:.1f} ms > limit "
+                             f"{self.config.limit * 1000:.0f} ms ({outcome}; longest stall "
+                             f"seen meanwhile {stall * 1000:.1f} ms)")
 
 
 def _outcome(exc: BaseException | None) -> str:
@@ -161,6 +174,7 @@ def _monitor(run: _Run, targets: list[Target], sampler: ResourceSampler,
     sampler period: sample threads, fds and memory."""
     next_sample = 0.0
     while not run.stop.wait(0.02):
+        run.judge(time.perf_counter() - 0.5)
         now = run.offset()
         for t in targets:
             if not t.breakers_closed():
@@ -239,6 +253,7 @@ def _soak(config: SoakConfig, targets: list[Target], loop: _Loop,
             with contextlib.suppress(Exception):
                 task.result(5.0)
         lag.stop()
+        run.judge()
     return _results(run, targets, runners, fault_start, sampler, last_open, open_samples, lag)
 
 
@@ -254,13 +269,15 @@ def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner
             run.violate("fault", t.name, end, f"fault {name} failed: {exc!r}")
         removes = [off for off, action, _ in runner.log if action == "remove"]
         healed = fault_start + (removes[-1] if removes else 0.0)
-        still_open = not t.breakers_closed()
+        open_at_end = t.open_breakers()
+        still_open = bool(open_at_end)
         took = (end - healed if still_open else max(0.0, last_open[t.name] + 0.02 - healed))
         probe = t.has_health_probe()
         met = not still_open and took <= config.recovery
         enforced = probe or config.strict_recovery
         recovery[t.name] = {"last_heal_s": round(healed, 3), "closed_after_s": round(took, 3),
-                            "still_open_at_end": still_open, "met": met,
+                            "still_open_at_end": still_open, "open_at_end": open_at_end,
+                            "met": met,
                             "health_probe": probe, "enforced": enforced,
                             "open_share": round(open_samples[t.name] * 0.02 / end, 4)}
         if not met and enforced:

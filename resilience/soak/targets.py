@@ -54,16 +54,22 @@ class Target:
     closers: list[Callable[[], Any]] = field(default_factory=list)
     ledger: Ledger | None = None
 
-    def breakers_closed(self) -> bool:
-        """Whether every breaker of both clients is closed now."""
+    def open_breakers(self) -> list[str]:
+        """``"sync host:port half_open"`` for every breaker of both clients not closed."""
         from resilience.core.breaker import BreakerState
 
         now = time.monotonic()
-        for client in (self.sync_client, self.async_client):
+        found = []
+        for mode, client in (("sync", self.sync_client), ("async", self.async_client)):
             for endpoint in client.endpoints:
-                if client.breaker(endpoint).state(now) is not BreakerState.CLOSED:
-                    return False
-        return True
+                state = client.breaker(endpoint).state(now)
+                if state is not BreakerState.CLOSED:
+                    found.append(f"{mode} {endpoint} {state.value}")
+        return found
+
+    def breakers_closed(self) -> bool:
+        """Whether every breaker of both clients is closed now."""
+        return not self.open_breakers()
 
     def has_health_probe(self) -> bool:
         """Whether the sync client checks an open endpoint in the background (then the

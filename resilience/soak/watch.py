@@ -77,12 +77,18 @@ class CallStats:
         self.over = 0  # calls past the deadline limit, not explained by a stall
         self.excused = 0  # calls past the limit by less than a stall they lived through
 
-    def record(self, outcome: str, elapsed: float, over: bool, excused: bool) -> None:
+    def record(self, outcome: str, elapsed: float) -> None:
         with self.lock:
             self.outcomes[outcome] += 1
             self.times.add(elapsed)
-            self.over += over
-            self.excused += excused
+
+    def judged(self, excused: bool) -> None:
+        """Count a call past the limit once it was judged (see ``_Run.judge``)."""
+        with self.lock:
+            if excused:
+                self.excused += 1
+            else:
+                self.over += 1
 
     def summary(self) -> dict[str, Any]:
         with self.lock:
