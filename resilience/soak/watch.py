@@ -59,6 +59,8 @@ class Histogram:
         for i, n in enumerate(self.buckets):
             seen += n
             if seen >= rank:
+                if i == _BUCKETS - 1:  # the overflow bucket: its only known edge is max
+                    return self.max
                 return min((i + 1) / 1000, self.max)
         return self.max
 
