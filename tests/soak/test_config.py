@@ -77,3 +77,11 @@ def test_ledger_refuses_unkeyed_messages() -> None:
         Ledger().acked(None)
     with pytest.raises(ValueError, match="key"):
         Ledger().consumed(None)
+
+
+def test_command_rejects_a_bad_argument_before_starting_anything(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience.cli import main
+
+    assert main(["soak", "--seconds", "30", "--datastores", "memcached,redis"]) == 2
+    assert "unknown redis" in capsys.readouterr().err
