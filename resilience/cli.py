@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("resilience.bench.cli", "run the failure-latency benchmark (or: bench goodput)"),
     "status": ("resilience.status.cli", "show every circuit breaker of a running service"),
     "control": ("resilience.control.cli", "set, show or clear fleet-wide control in ZooKeeper"),
+    "soak": ("resilience.soak.cli", "run seeded faults over every datastore and check invariants"),
 }
 
 

@@ -130,7 +130,7 @@ def test_package_dependencies_point_one_way() -> None:
     """faults and servers import nothing else of the package; core, config and errors import
     no client or tool; no client imports another client; propagation imports only core
     and errors."""
-    tools = {"faults", "servers", "testing", "bench", "cli", "control"}
+    tools = {"faults", "servers", "testing", "bench", "cli", "control", "soak"}
     wrong = []
     for path in sorted((ROOT / "resilience").rglob("*.py")):
         parts = path.relative_to(ROOT).with_suffix("").parts  # ("resilience", "core", ...)

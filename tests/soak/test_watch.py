@@ -1,0 +1,47 @@
+"""The soak's watchers: histogram, resource flatness, stall matching (pure logic)."""
+
+from __future__ import annotations
+
+from resilience.soak.watch import Histogram, LagProbe, flat
+
+
+def test_histogram_percentiles_to_the_millisecond() -> None:
+    h = Histogram()
+    for ms in range(1, 101):
+        h.add(ms / 1000 - 0.0005)
+    assert h.count == 100
+    assert h.percentile(50) == 0.05
+    assert h.percentile(99) == 0.099
+    assert abs(h.max - 0.0995) < 1e-9
+    h.add(60.0)  # past the last bucket: counted there, max kept exactly
+    assert h.max == 60.0 and h.percentile(100) == 60.0
+
+
+def _samples(threads: list[int], fds: int = 50, rss: float = 100.0) -> list[
+        tuple[float, int, int, float]]:
+    return [(i * 0.5, t, fds, rss) for i, t in enumerate(threads)]
+
+
+LIMITS = {"threads": 3, "fds": 16, "rss_mb": 24.0, "rss_ratio": 0.05}
+
+
+def test_flat_compares_the_first_and_last_quarter_after_warm_up() -> None:
+    steady = flat(_samples([40] * 40), 0.0, LIMITS)
+    assert steady["threads"]["growth"] == 0 and steady["threads"]["ok"]
+    assert steady["rss_mb"]["limit"] == 24.0 + 5.0
+    leaking = flat(_samples(list(range(40, 80))), 0.0, LIMITS)  # one thread per sample
+    assert not leaking["threads"]["ok"] and leaking["threads"]["growth"] > 3
+    # A spike in warm-up (before ``after``) does not count.
+    spiky = flat(_samples([90] * 10 + [40] * 40), 5.0, LIMITS)
+    assert spiky["threads"]["ok"] and spiky["threads"]["max"] == 40
+    assert flat(_samples([40] * 5), 0.0, LIMITS) == {}  # too few samples to judge
+
+
+def test_stall_during_finds_only_overlapping_stalls() -> None:
+    probe = LagProbe()
+    probe._add(10.0, 10.01 + 0.2)  # slept at 10.0 for 10 ms, woke 200 ms late
+    probe._add(20.0, 20.011)  # 1 ms late: not a stall worth keeping
+    assert probe.lateness.count == 2
+    assert abs(probe.stall_during(10.1, 10.3) - 0.2) < 1e-9
+    assert probe.stall_during(10.3, 10.4) == 0.0
+    assert probe.stall_during(19.9, 20.1) == 0.0
