@@ -29,6 +29,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         + ", ".join(s.id for s in SCENARIOS))
     parser.add_argument("--no-overhead", action="store_true",
                         help="skip the healthy-path overhead measurement")
+    parser.add_argument("--hedging", action="store_true",
+                        help="instead: p99 of memcached gets with and without hedged reads "
+                        "under a slow node and slow connections (benchmarks/results/hedging)")
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -44,6 +47,16 @@ def _split(value: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write the reports; 0 on success, 2 on bad input."""
+    if args.hedging:
+        from resilience.bench.hedging import OUT, markdown, run_hedging
+
+        # A --quick run is a smoke run: its own folder, never the committed one.
+        out_dir = Path(args.out) if args.out is not None else (
+            OUT.with_name("hedging-quick") if args.quick else OUT)
+        hedged = run_hedging(out_dir, calls=100 if args.quick else 500)
+        print(markdown(hedged))
+        print(f"wrote {out_dir / 'results.md'}")
+        return 0
     from resilience.bench.report import table, write_all
     from resilience.bench.suite import Settings, run_suite
 
