@@ -282,6 +282,11 @@ def call_hedged(policy: HedgePolicy, run: Callable[[Token], T], hedge: Callable[
             return race.value  # type: ignore[no-any-return]
         race.claim()
         raise
+    except BaseException:  # interrupted: no hedge may start for a call that is gone
+        _Timers.cancel(entry)
+        if race.claim():
+            second.cancel()
+        raise
     _Timers.cancel(entry)
     if race.claim():
         second.cancel()

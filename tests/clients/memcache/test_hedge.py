@@ -136,6 +136,10 @@ def test_the_budget_caps_hedges(make_client: MakeClient, memcached: Any,
     assert 1 <= policy.sent <= calls * 0.1, policy
     assert policy.sent + policy.refused == calls, policy
     assert sum(e.kind == "hedge" for e in seen) == policy.sent
+    # The first attempts won (the hedges started later on equally slow connections):
+    # the cancelled hedges are no failures.
+    snap = client.cache.breaker(client.endpoints[0]).snapshot(time.monotonic())
+    assert snap["failures"] == 0, snap
 
 
 def test_writes_and_non_idempotent_ops_never_hedge(make_client: MakeClient, memcached: Any,
@@ -173,3 +177,26 @@ def test_quantile_delay_needs_samples_then_hedges_slow_calls(
     assert client.get("k") == b"v"
     assert time.monotonic() - began < SLOW_MS / 1000 / 2
     assert policy.won == 1
+
+
+def test_prometheus_counts_a_hedge_as_an_attempt_of_kind_hedge(
+        make_client: MakeClient, proxy: FaultProxy) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from resilience.core.metrics import PrometheusListener
+
+    client = make_client([f"{proxy.host}:{proxy.port}"], **HEDGE)
+    registry = CollectorRegistry()
+    PrometheusListener(registry).instrument(client.cache)
+    assert client.set("k", b"v")
+    _stall_open_connection(proxy)
+    assert client.get("k") == b"v"
+    labels = {"service": "memcache", "endpoint": client.endpoints[0]}
+    assert registry.get_sample_value("resilience_attempts_total",
+                                     {**labels, "kind": "hedge"}) == 1
+    assert registry.get_sample_value("resilience_attempts_total",
+                                     {**labels, "kind": "first"}) == 1  # the set
+    assert registry.get_sample_value(
+        "resilience_call_duration_seconds_count",
+        {"service": "memcache", "operation": "get", "outcome": "success", "error_type": ""},
+    ) == 1
