@@ -43,6 +43,7 @@ from resilience.core.events import EventBus
 from resilience.core.hedge import HedgePolicy
 
 __all__ = [
+    "CANCEL",
     "HEDGE_SUFFIX",
     "HedgeCancelled",
     "Token",
@@ -50,6 +51,7 @@ __all__ = [
     "call_hedged",
     "deadline_at",
     "guard",
+    "guard_context",
 ]
 
 T = TypeVar("T")
@@ -97,6 +99,12 @@ class Token:
             abort()
 
 
+CANCEL: contextvars.ContextVar[Token | None] = contextvars.ContextVar(
+    "resilience_hedge_cancel", default=None)
+"""The token of the sync attempt running in this context, for a connection class that
+binds its socket to it when the request is sent (the search clients' pools)."""
+
+
 def shutdown(sock: Any) -> None:
     """Abort a blocked ``recv``/``send`` on ``sock`` from another thread (never raises)."""
     if sock is None:
@@ -125,6 +133,30 @@ def guard(token: Token | None, fn: Callable[[Any], T],
             raise
         finally:
             token.bind(None)
+
+    return run
+
+
+def guard_context(token: Token | None, fn: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``fn(conn)`` made cancellable by ``token`` through :data:`CANCEL`: for drivers
+    whose socket is found below the call (a connection class binds it), not on ``conn``.
+    Whatever the cancelled call raises becomes `HedgeCancelled`."""
+    if token is None:
+        return fn
+
+    def run(conn: Any) -> T:
+        if token.cancelled:
+            raise HedgeCancelled
+        reset = CANCEL.set(token)
+        try:
+            return fn(conn)
+        except Exception as exc:
+            if token.cancelled:
+                raise HedgeCancelled from exc
+            raise
+        finally:
+            token.bind(None)
+            CANCEL.reset(reset)
 
     return run
 
@@ -294,34 +326,36 @@ def call_hedged(policy: HedgePolicy, run: Callable[[Token], T], hedge: Callable[
     return result
 
 
-async def acall_hedged(policy: HedgePolicy, run: Callable[[], Awaitable[T]],
-                       hedge: Callable[[], Awaitable[T]], at: float, bus: EventBus,
+async def acall_hedged(policy: HedgePolicy, run: Callable[[Token], Awaitable[T]],
+                       hedge: Callable[[Token], Awaitable[T]], at: float, bus: EventBus,
                        service: str, op: str, endpoint: str) -> T:
     """One hedged read (async) that must end by the instant ``at``: two tasks, the
-    loser cancelled; see the module doc."""
+    loser cancelled (its task, and its token for an attempt running on a worker
+    thread); see the module doc."""
     monotonic = policy.clock.monotonic
     start = monotonic()
     delay = policy.delay()
     policy.started(start)
     if delay is None or start + delay >= at:
-        result = await run()
+        result = await run(Token())
         policy.finished(monotonic() - start)
         return result
-    token = DEADLINE.set(at)  # both tasks copy the context: the caller's deadline
+    tokens = (Token(), Token())
+    reset = DEADLINE.set(at)  # both tasks copy the context: the caller's deadline
     try:
-        first: asyncio.Future[T] = asyncio.ensure_future(run())
+        first: asyncio.Future[T] = asyncio.ensure_future(run(tokens[0]))
     finally:
-        DEADLINE.reset(token)
+        DEADLINE.reset(reset)
     second: asyncio.Future[T] | None = None
     try:
         done, _ = await asyncio.wait((first,), timeout=delay)
         if not done and policy.try_hedge(monotonic()):
             _emit_sent(bus, service, op, endpoint, delay)
-            token = DEADLINE.set(at)
+            reset = DEADLINE.set(at)
             try:
-                second = asyncio.ensure_future(hedge())
+                second = asyncio.ensure_future(hedge(tokens[1]))
             finally:
-                DEADLINE.reset(token)
+                DEADLINE.reset(reset)
             pending = {first, second}
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -336,6 +370,7 @@ async def acall_hedged(policy: HedgePolicy, run: Callable[[], Awaitable[T]],
         policy.finished(monotonic() - start)
         return result
     finally:
-        for loser in (first, second):
+        for loser, token in ((first, tokens[0]), (second, tokens[1])):
             if loser is not None and not loser.done():
+                token.cancel()
                 loser.cancel()

@@ -168,8 +168,8 @@ class AsyncMemcache(MemcacheBase["tuple[ConnPool, ...]"]):
         at = deadline_at(self._clock.monotonic(),
                          self.options.timeout if timeout is None else timeout)
         found = await acall_hedged(
-            hedge, lambda: self._acall("get", index, fn, timeout),
-            lambda: self._acall("get/hedge", index, fn), at, self.events, self.service,
+            hedge, lambda _: self._acall("get", index, fn, timeout),
+            lambda _: self._acall("get/hedge", index, fn), at, self.events, self.service,
             "get", self._endpoints[index])
         if found is _MISS:
             return default
