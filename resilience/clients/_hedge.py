@@ -82,13 +82,16 @@ class Token:
         self._abort: Callable[[], None] | None = None
         self._lock = threading.Lock()
 
-    def bind(self, abort: Callable[[], None] | None) -> None:
-        """Set (or with None clear) what `cancel` does; runs it at once if cancelled."""
+    def bind(self, abort: Callable[[], None] | None) -> bool:
+        """Set (or with None clear) what `cancel` does; runs it at once if cancelled.
+        Returns whether the token is cancelled: after ``bind(None)`` returned False, no
+        abort can run any more (so a connection whose call ended is safe to reuse)."""
         with self._lock:
             self._abort = abort
-            run = self.cancelled and abort is not None
-        if run and abort is not None:
+            cancelled = self.cancelled
+        if cancelled and abort is not None:
             abort()
+        return cancelled
 
     def cancel(self) -> None:
         """Cancel the attempt (idempotent)."""
@@ -122,17 +125,23 @@ def guard(token: Token | None, fn: Callable[[Any], T],
         return fn
 
     def run(conn: Any) -> T:
-        token.bind(lambda: shutdown(sock_of(conn)))
+        if token.bind(lambda: shutdown(sock_of(conn))):
+            token.bind(None)
+            raise HedgeCancelled
         try:
-            if token.cancelled:
-                raise HedgeCancelled
-            return fn(conn)
+            result = fn(conn)
         except Exception as exc:
-            if token.cancelled:
+            if token.bind(None):
                 raise HedgeCancelled from exc
             raise
-        finally:
+        except BaseException:
             token.bind(None)
+            raise
+        if token.bind(None):
+            # Cancelled as it ended: its socket may be shut down already, so the
+            # connection must not go back to the pool (the client drops it on raise).
+            raise HedgeCancelled
+        return result
 
     return run
 
@@ -149,14 +158,19 @@ def guard_context(token: Token | None, fn: Callable[[Any], T]) -> Callable[[Any]
             raise HedgeCancelled
         reset = CANCEL.set(token)
         try:
-            return fn(conn)
+            result = fn(conn)
         except Exception as exc:
-            if token.cancelled:
+            if token.bind(None):
                 raise HedgeCancelled from exc
             raise
-        finally:
+        except BaseException:
             token.bind(None)
+            raise
+        finally:
             CANCEL.reset(reset)
+        if token.bind(None):
+            raise HedgeCancelled  # cancelled as it ended: its result is not wanted
+        return result
 
     return run
 
@@ -371,6 +385,10 @@ async def acall_hedged(policy: HedgePolicy, run: Callable[[Token], Awaitable[T]]
         return result
     finally:
         for loser, token in ((first, tokens[0]), (second, tokens[1])):
-            if loser is not None and not loser.done():
+            if loser is None:
+                continue
+            if not loser.done():
                 token.cancel()
                 loser.cancel()
+            elif not loser.cancelled():
+                loser.exception()  # a loser's failure is nobody's error: mark it seen
