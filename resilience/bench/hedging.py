@@ -166,7 +166,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"`resilience bench --hedging`: {s['threads']} threads x {s['calls_per_thread']} gets "
         f"through the fault proxy to one memcached; latency toxic {s['latency_toxic_ms']} ms "
         f"(3 x the healthy p99, at least 1 ms); hedge: {s['hedge']}. "
-        f"Machine: {result['machine']}.",
+        "Machine: Python {python}, {cpus} CPUs, load average at start {load} (shared with "
+        "other work).".format(python=result["machine"]["python"],
+                              cpus=result["machine"]["cpus"],
+                              load=result["machine"]["load average at start"]),
         "",
         "| fault | hedging | p50 | p99 | max | hedges won / sent | extra load |",
         "|---|---|---|---|---|---|---|",
