@@ -30,8 +30,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-overhead", action="store_true",
                         help="skip the healthy-path overhead measurement")
     parser.add_argument("--hedging", action="store_true",
-                        help="instead: p99 of memcached gets with and without hedged reads "
-                        "under a slow node and slow connections (benchmarks/results/hedging)")
+                        help="instead: p99 of reads with and without hedging under a slow "
+                        "node and slow connections (benchmarks/results/hedging; --datastores "
+                        "memcached,elasticsearch,opensearch)")
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -53,7 +54,12 @@ def run(args: argparse.Namespace) -> int:
         # A --quick run is a smoke run: its own folder, never the committed one.
         out_dir = Path(args.out) if args.out is not None else (
             OUT.with_name("hedging-quick") if args.quick else OUT)
-        hedged = run_hedging(out_dir, calls=100 if args.quick else 500)
+        try:
+            hedged = run_hedging(out_dir, calls=100 if args.quick else 500,
+                                 datastores=tuple(_split(args.datastores)))
+        except ValueError as exc:
+            print(f"resilience bench: {exc}", file=sys.stderr)
+            return 2
         print(markdown(hedged))
         print(f"wrote {out_dir / 'results.md'}")
         return 0

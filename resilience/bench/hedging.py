@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,10 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
 
 
-def _load(address: str, threads: int, calls: int, **options: Any) -> dict[str, Any]:
-    from resilience.clients.memcache import Memcache
-
-    cache = Memcache([address], timeout=1.0, pool_size=threads * 2, retry_attempts=1,
-                     breaker_slow_call_duration=5.0, environ={}, **options)
+def _load(make: Callable[[], Any], call: Callable[[Any], object], threads: int,
+          calls: int) -> dict[str, Any]:
+    # ``threads`` callers, ``calls`` reads each, through one client from ``make()``.
+    client = make()
     durations: list[float] = []
     lock = threading.Lock()
     errors = [0]
@@ -60,7 +59,7 @@ def _load(address: str, threads: int, calls: int, **options: Any) -> dict[str, A
         for _ in range(calls):
             began = time.perf_counter()
             try:
-                cache.get("hedge-bench")
+                call(client)
             except Exception:
                 errors[0] += 1
             mine.append(time.perf_counter() - began)
@@ -68,17 +67,18 @@ def _load(address: str, threads: int, calls: int, **options: Any) -> dict[str, A
             durations.extend(mine)
 
     try:
-        cache.get("hedge-bench")  # connect outside the measurement
+        for _ in range(4):
+            call(client)  # connect (every node) outside the measurement
         pool = [threading.Thread(target=worker) for _ in range(threads)]
         for t in pool:
             t.start()
         for t in pool:
-            t.join(60.0)
-        policy = cache._hedge
+            t.join(120.0)
+        policy = client._hedge
         sent = policy.sent if policy is not None else 0
         won = policy.won if policy is not None else 0
     finally:
-        cache.close()
+        client.close()
     n = len(durations)
     return {
         "calls": n, "errors": errors[0],
@@ -88,6 +88,13 @@ def _load(address: str, threads: int, calls: int, **options: Any) -> dict[str, A
         "hedges": sent, "hedges_won": won,
         "extra_load_pct": round(100.0 * sent / n, 2) if n else 0.0,
     }
+
+
+def _memcache(address: str, threads: int, **options: Any) -> Callable[[], Any]:
+    from resilience.clients.memcache import Memcache
+
+    return lambda: Memcache([address], timeout=1.0, pool_size=threads * 2, retry_attempts=1,
+                            breaker_slow_call_duration=5.0, environ={}, **options)
 
 
 @contextlib.contextmanager
@@ -115,12 +122,14 @@ def _proxy(upstream: str, toxic: str | None) -> Iterator[str]:
             proc.wait(5.0)
 
 
-def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500) -> dict[str, Any]:
-    """Run the rows, write ``results.json`` and ``results.md`` under ``out``; return them."""
+def _memcached_rows(threads: int, calls: int, hedge: dict[str, Any]
+                    ) -> tuple[list[dict[str, Any]], float]:
     from resilience.clients.memcache import Memcache
     from resilience.servers.memcached import Memcached
 
-    hedge = {"hedge_enabled": True, "hedge_min_delay": 0.0002}
+    def get(cache: Any) -> object:
+        return cache.get("hedge-bench")
+
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as work:
         server = Memcached(Path(work), name="memcached-hedge-bench", threads=1)
@@ -129,22 +138,78 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500) -> dict[
             with Memcache([server.address], environ={}) as setup:
                 setup.set("hedge-bench", b"x" * 100)
             with _proxy(server.address, None) as address:
-                healthy = _load(address, threads, calls)
+                healthy = _load(_memcache(address, threads), get, threads, calls)
                 rows.append({"fault": "none", "hedging": "off", **healthy})
                 rows.append({"fault": "none", "hedging": "on",
-                             **_load(address, threads, calls, **hedge)})
+                             **_load(_memcache(address, threads, **hedge), get, threads, calls)})
             latency_ms = max(1.0, 3 * healthy["p99_ms"])
             for fault, probability in (("node slow", 1.0), ("1 in 4 connections slow", 0.25)):
                 spec = f"latency:latency_ms={latency_ms:.3f},probability={probability}"
                 for mode in ("off", "on"):
                     with _proxy(server.address, spec) as address:
-                        row = _load(address, threads, calls, **(hedge if mode == "on" else {}))
+                        make = _memcache(address, threads, **(hedge if mode == "on" else {}))
+                        row = _load(make, get, threads, calls)
                     rows.append({"fault": fault, "hedging": mode, **row})
         finally:
             server.stop()
+    return rows, latency_ms
+
+
+def _search_rows(name: str, threads: int, calls: int, hedge: dict[str, Any]
+                 ) -> tuple[list[dict[str, Any]], float]:
+    # Two "nodes": two proxies in front of one server; the toxic slows one of them.
+    from resilience.bench.search import ELASTICSEARCH, INDEX, OPENSEARCH, _wrapper_class
+
+    bench = ELASTICSEARCH if name == "elasticsearch" else OPENSEARCH
+    cls = _wrapper_class(name)
+    with tempfile.TemporaryDirectory() as work:
+        node = bench.start_server(work)
+        upstream = f"{node.host}:{node.port}"
+
+        def make(a: str, b: str, **options: Any) -> Callable[[], Any]:
+            return lambda: cls([f"http://{a}", f"http://{b}"], timeout=1.0, retry_attempts=1,
+                               breaker_slow_call_duration=5.0, pool_size=threads * 2,
+                               environ={}, **options)
+
+        def get(es: Any) -> object:
+            return es.get(index=INDEX, id="1")
+
+        rows: list[dict[str, Any]] = []
+        with _proxy(upstream, None) as a, _proxy(upstream, None) as b:
+            healthy = _load(make(a, b), get, threads, calls)
+        rows.append({"fault": f"{name}: none", "hedging": "off", **healthy})
+        latency_ms = max(1.0, 3 * healthy["p99_ms"])
+        spec = f"latency:latency_ms={latency_ms:.3f}"
+        for mode in ("off", "on"):
+            with _proxy(upstream, spec) as a, _proxy(upstream, None) as b:
+                row = _load(make(a, b, **(hedge if mode == "on" else {})), get, threads, calls)
+            rows.append({"fault": f"{name}: 1 of 2 nodes slow", "hedging": mode, **row})
+    return rows, latency_ms
+
+
+def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
+                datastores: tuple[str, ...] = ("memcached",)) -> dict[str, Any]:
+    """Run the rows of ``datastores`` (memcached, elasticsearch, opensearch), write
+    ``results.json`` and ``results.md`` under ``out``; return them."""
+    unknown = set(datastores) - {"memcached", "elasticsearch", "opensearch"}
+    if unknown:
+        raise ValueError(f"--hedging measures memcached, elasticsearch and opensearch, "
+                         f"not {', '.join(sorted(unknown))}")
+    hedge = {"hedge_enabled": True, "hedge_min_delay": 0.0002}
+    rows: list[dict[str, Any]] = []
+    toxic_ms: dict[str, float] = {}
+    for name in datastores:
+        if name == "memcached":
+            more, toxic_ms[name] = _memcached_rows(threads, calls, hedge)
+        else:
+            more, toxic_ms[name] = _search_rows(name, threads, max(50, calls // 5), hedge)
+        rows += more
+    latency_ms = toxic_ms.get("memcached", 0.0)
     result = {
         "settings": {"threads": threads, "calls_per_thread": calls,
                      "latency_toxic_ms": round(latency_ms, 3),
+                     "latency_toxic_ms_by_datastore": {k: round(v, 3)
+                                                       for k, v in toxic_ms.items()},
                      "hedge": "quantile 0.95 of the last 1000 calls, min_delay 0.2 ms, "
                               "budget 5 % + 1/s over 10 s"},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
@@ -160,12 +225,18 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500) -> dict[
 def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table (what results.md holds)."""
     s = result["settings"]
+    toxic = s.get("latency_toxic_ms_by_datastore", {"memcached": s["latency_toxic_ms"]})
+    search = [name for name in toxic if name != "memcached"]
     lines = [
-        "# Hedged memcached gets: p99 with and without hedging",
+        "# Hedged reads: p99 with and without hedging",
         "",
         f"`resilience bench --hedging`: {s['threads']} threads x {s['calls_per_thread']} gets "
-        f"through the fault proxy to one memcached; latency toxic {s['latency_toxic_ms']} ms "
+        f"through the fault proxy to one memcached; latency toxic {toxic.get('memcached')} ms "
         f"(3 x the healthy p99, at least 1 ms); hedge: {s['hedge']}. "
+        + "".join(f"{name}: {s['threads']} threads x {max(50, s['calls_per_thread'] // 5)} "
+                  f"gets of one document from two nodes (two proxies in front of one "
+                  f"server), toxic {toxic[name]} ms on one. " for name in search)
+        +
         "Machine: Python {python}, {cpus} CPUs, load average at start {load} (shared with "
         "other work).".format(python=result["machine"]["python"],
                               cpus=result["machine"]["cpus"],
