@@ -58,7 +58,7 @@ def test_reads_hedged_to_the_fast_node_win_and_the_slow_one_records_nothing(
     for n in range(4):  # round robin: two of them start on the slow node
         began = time.monotonic()
         if n % 2:
-            query = {"query": {"match_all": {}}}
+            query: dict[str, Any] = {"query": {"match_all": {}}}
             reply = client.search(index=INDEX, **(query if driver == "elasticsearch"
                                                   else {"body": query}))
             assert reply["hits"]["total"]["value"] >= 1
