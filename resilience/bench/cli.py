@@ -36,6 +36,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     goodput_cli.register(jobs.add_parser("goodput", help=goodput_cli.HELP,
                                          description=goodput_cli.HELP))
+    parser.add_argument("--hedging", action="store_true",
+                        help="instead: p99 of reads with and without hedging under a slow "
+                        "node and slow connections (benchmarks/results/hedging; --datastores "
+                        "memcached,elasticsearch,opensearch)")
 
 
 def output_dir(args: argparse.Namespace) -> Path:
@@ -55,6 +59,21 @@ def run(args: argparse.Namespace) -> int:
         from resilience.bench import goodput_cli
 
         return goodput_cli.run(args)
+    if args.hedging:
+        from resilience.bench.hedging import OUT, markdown, run_hedging
+
+        # A --quick run is a smoke run: its own folder, never the committed one.
+        out_dir = Path(args.out) if args.out is not None else (
+            OUT.with_name("hedging-quick") if args.quick else OUT)
+        try:
+            hedged = run_hedging(out_dir, calls=100 if args.quick else 500,
+                                 datastores=tuple(_split(args.datastores)))
+        except ValueError as exc:
+            print(f"resilience bench: {exc}", file=sys.stderr)
+            return 2
+        print(markdown(hedged))
+        print(f"wrote {out_dir / 'results.md'}")
+        return 0
     from resilience.bench.report import table, write_all
     from resilience.bench.suite import Settings, run_suite
 

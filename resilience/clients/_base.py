@@ -328,21 +328,29 @@ class ClientBase(Generic[D]):
             self._endpoints.append(endpoint)
             return len(self._endpoints) - 1
 
-    def _operation(self, name: str, idempotent: bool, bulkhead: Bulkhead | None) -> Operation:
+    def _operation(self, name: str, idempotent: bool, bulkhead: Bulkhead | None,
+                   kind: str = "first") -> Operation:
         return Operation(
             name, service=self.service, timeout=self.options.timeout, idempotent=idempotent,
             retry=self._retry, bulkhead=bulkhead, events=self.events,
-            fallback=self._fallback(name), clock=self._clock, is_failure=_is_failure,
+            fallback=None if kind == "hedge" else self._fallback(name), clock=self._clock,
+            is_failure=_is_failure, kind=kind,
         )
 
     def _op(self, op: str, index: int) -> Operation:
         """The operation ``op`` on endpoint ``index``; a name outside the idempotency
-        table (a ``run()`` of any driver method) is never retried."""
+        table (a ``run()`` of any driver method) is never retried. ``<op>/hedge`` is the
+        hedge of ``op`` (clients/_hedge.py): named ``op``, attempts of kind ``hedge``,
+        never retried, no fallback."""
         ops = self._ops[index]
         operation = ops.get(op)
         if operation is None:
             bulkhead = next(iter(ops.values())).bulkhead if ops else None
-            operation = ops[op] = self._operation(op, False, bulkhead)
+            if op.endswith("/hedge"):
+                operation = self._operation(op[:-6], False, bulkhead, "hedge")
+            else:
+                operation = self._operation(op, False, bulkhead)
+            ops[op] = operation
         return operation
 
     # ---- the one path every call takes ------------------------------------------------

@@ -49,6 +49,7 @@ __all__ = [
     "BreakerOptions",
     "BulkheadOptions",
     "ClientOptions",
+    "HedgeOptions",
     "OptionKey",
     "Resolved",
     "RetryOptions",
@@ -178,6 +179,47 @@ class RetryOptions:
     )
     budget_window: float = option(
         10.0, "BUDGET_WINDOW_MS", "duration", "how far back 'recent calls' reaches", min=0.001
+    )
+
+    def __post_init__(self) -> None:
+        validate_instance(self)
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeOptions:
+    """Hedged reads, opt-in, for the clients that offer them (docs/hedging.md)."""
+
+    enabled: bool = option(
+        False, "ENABLED", "bool", "send a second attempt of a slow idempotent read; the "
+        "first answer wins", client_only=True,
+    )
+    delay: float = option(
+        0.0, "DELAY_MS", "duration", "hedge after this long; 0: after the recent p95 "
+        "(quantile) of calls", min=0.0, client_only=True,
+    )
+    quantile: float = option(
+        0.95, "QUANTILE", "ratio", "which quantile of recent call durations is the delay",
+        min_exclusive=True, client_only=True,
+    )
+    min_delay: float = option(
+        0.001, "MIN_DELAY_MS", "duration", "floor of the quantile delay", min=0.0,
+        client_only=True,
+    )
+    samples: int = option(
+        1000, "SAMPLES", "int", "recent call durations the quantile is taken over",
+        min=20, max=100_000, client_only=True,
+    )
+    budget_ratio: float = option(
+        0.05, "BUDGET_RATIO", "ratio", "hedges allowed as a share of recent calls",
+        client_only=True,
+    )
+    budget_min_per_second: float = option(
+        1.0, "BUDGET_MIN_PER_S", "float", "hedges always allowed per second", min=0.0,
+        client_only=True,
+    )
+    budget_window: float = option(
+        10.0, "BUDGET_WINDOW_MS", "duration", "how far back 'recent calls' reaches",
+        min=0.001, client_only=True,
     )
 
     def __post_init__(self) -> None:

@@ -15,6 +15,8 @@ Kinds (`Event.kind`):
 ``call_failed`` the call ends with a failure and no fallback (``error``)
 ``health_probe`` a background health probe of an open endpoint ended (``reason``
                 ``ok`` or ``failed``; :mod:`resilience.core.prober`)
+``hedge``       a hedged read sent its second attempt (``attempt_kind`` ``hedge``,
+                ``delay`` = how long the first had run); counted as an attempt
 ``success``     an attempt succeeded, so its call does (emitted only to buses built
                 with ``successes=True``: it is the one event on the healthy path)
 ==============  ================================================================
@@ -23,7 +25,8 @@ The event that ends a call carries ``outcome`` (``success``, ``failure``, ``reje
 ``fallback``) and ``elapsed`` = the call's duration: ``success``, ``call_failed``,
 ``fallback_used``, and a ``rejected`` that no fallback follows (a refused retry's
 ``rejected`` has no outcome: the last failure is the outcome). ``failure`` events carry
-``attempt_kind``: ``first``, ``retry`` or ``probe`` (a half-open trial call).
+``attempt_kind``: ``first``, ``retry``, ``probe`` (a half-open trial call) or ``hedge``
+(the second attempt of a hedged read, :mod:`resilience.core.hedge`).
 
 ``EventBus.timer``: exporters that time every call set ``timer(op, breaker, seconds,
 attempt_kind)``; the pipeline calls it once per successful call with no `Event` built.
@@ -74,7 +77,7 @@ class Event:
     old_state: str | None = None  # state_change
     new_state: str | None = None
     outcome: str | None = None  # on the event that ends a call (see the module doc)
-    attempt_kind: str | None = None  # failure: first | retry | probe
+    attempt_kind: str | None = None  # failure: first | retry | probe | hedge
 
 
 EventListener = Callable[[Event], None]
@@ -204,6 +207,7 @@ _LEVELS = {
     "fallback_used": logging.INFO,
     "success": logging.DEBUG,
     "health_probe": logging.DEBUG,
+    "hedge": logging.DEBUG,
 }
 
 

@@ -11,8 +11,9 @@ Prometheus (base units, ``resilience_`` prefix)::
     resilience_call_duration_seconds{service,operation,outcome,error_type}    histogram
         one per logical call (retries included); outcome success | failure |
         rejected | fallback; error_type the exception's class name ("" on success)
-    resilience_attempts_total{service,endpoint,kind}          kind first | retry | probe
-        (probe: half-open trial calls and background health probes)
+    resilience_attempts_total{service,endpoint,kind}  kind first | retry | probe | hedge
+        (probe: half-open trial calls and background health probes; hedge: second
+        attempts of hedged reads, counted when sent)
     resilience_circuit_state{service,endpoint,resilience_circuit_state}  state set
     resilience_breaker_state{service,endpoint}                 the same as one number
         0 closed, 1 half_open, 2 open, 3 forced_open, 4 forced_closed, 5 disabled
@@ -194,7 +195,8 @@ class _Store:
             return
         h = self._get(self.calls, (op.service, op.name, "success", ""), _Hist)
         h.observe(seconds)
-        next(self._get(self.attempts, (op.service, endpoint, kind), itertools.count))
+        if kind != "hedge":  # a hedge was counted when it was sent (its event)
+            next(self._get(self.attempts, (op.service, endpoint, kind), itertools.count))
 
     def histograms(self) -> dict[tuple[str, str, str, str], tuple[list[int], float]]:
         """Call-duration histograms now: (raw bucket counts, sum) per label set."""
@@ -224,7 +226,9 @@ class _Store:
             key = (e.service, e.operation, e.outcome, err)
             self._get(self.calls, key, _Hist).observe(e.elapsed)
         kind = e.kind
-        if kind == "failure" or kind == "health_probe":
+        if (kind == "failure" and e.attempt_kind != "hedge") or kind == "health_probe" \
+                or kind == "hedge":
+            # A hedge counts once, when it is sent, whatever becomes of it.
             key3 = (e.service, e.endpoint, e.attempt_kind or "probe")
             next(self._get(self.attempts, key3, itertools.count))
         elif kind == "state_change":
@@ -316,7 +320,8 @@ class PrometheusListener:
         for key, (raw, total) in st.histograms().items():
             calls.add_metric(list(key), _cumulative(raw), total)
         yield calls
-        attempts = CounterMetricFamily(f"{ns}_attempts", "Attempts by kind (first, retry, probe)",
+        attempts = CounterMetricFamily(f"{ns}_attempts",
+                                       "Attempts by kind (first, retry, probe, hedge)",
                                        labels=["service", "endpoint", "kind"])
         for key3, n in st.attempt_counts().items():
             attempts.add_metric(list(key3), n)

@@ -54,6 +54,9 @@ class Operation:
         clock: time source of every decision, including the deadline check.
         is_failure: False for exceptions that are application outcomes.
         is_failure_result: True for returned values that count as failures.
+        kind: what this operation's first attempt is for metrics and events:
+            ``first``, or ``hedge`` for the second attempt of a hedged read
+            (:mod:`resilience.core.hedge`).
 
     Raises:
         ConfigError: timeout is not a number > 0.
@@ -69,6 +72,7 @@ class Operation:
         "idempotent",
         "is_failure",
         "is_failure_result",
+        "kind",
         "monotonic",
         "name",
         "retry",
@@ -91,6 +95,7 @@ class Operation:
         clock: Clock = SYSTEM_CLOCK,
         is_failure: Callable[[Exception], bool] | None = None,
         is_failure_result: Callable[[Any], bool] | None = None,
+        kind: str = "first",
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ConfigError(f"operation {name!r} timeout={timeout!r}: expected seconds > 0")
@@ -109,6 +114,7 @@ class Operation:
         self.monotonic: Callable[[], float] = clock.monotonic
         self.is_failure = is_failure
         self.is_failure_result = is_failure_result
+        self.kind = kind
 
     def __repr__(self) -> str:
         return (
@@ -117,11 +123,12 @@ class Operation:
         )
 
 
-def _kind(permit: object, retry: bool) -> str:
-    # What an attempt was, for metrics: a half-open trial, a retry, or a first attempt.
+def _kind(op: Operation, permit: object, retry: bool) -> str:
+    # What an attempt was, for metrics: a half-open trial, a retry, or a first attempt
+    # (or a hedge: the first attempt of a hedge operation).
     if type(permit) is Permit and permit.probe:
         return "probe"
-    return "retry" if retry else "first"
+    return "retry" if retry else op.kind
 
 
 def _succeeded(
@@ -144,7 +151,7 @@ def _succeeded(
         permit.window.add_ok(end)
         timer = bus.timer
         if timer is not None:
-            timer(op, breaker, end - start, "retry" if retry else "first")
+            timer(op, breaker, end - start, "retry" if retry else op.kind)
         if bus.successes:
             _emit(op, breaker, "success", end - start, duration=end - now, outcome="success")
         return
@@ -155,7 +162,7 @@ def _succeeded(
     else:
         breaker.on_success(permit, end, end - now)
     if bus.timer is not None:
-        bus.timer(op, breaker, end - start, _kind(permit, retry))
+        bus.timer(op, breaker, end - start, _kind(op, permit, retry))
     if bus.listeners:
         if end - now >= breaker.options.slow_call_duration:
             _emit(op, breaker, "slow_call", end - start, duration=end - now)
@@ -175,7 +182,7 @@ def _failed(
     if not _is_failure(op, exc):
         breaker.on_success(permit, end, end - now)  # the dependency answered
         if op.events.timer is not None:
-            op.events.timer(op, breaker, end - start, _kind(permit, retry))
+            op.events.timer(op, breaker, end - start, _kind(op, permit, retry))
         return
     breaker.on_failure(permit, end, end - now)
     if isinstance(exc, BackendError):
@@ -190,7 +197,7 @@ def _failed(
     bus = op.events
     if bus.listeners:
         _emit(op, breaker, "failure", end - start, error=exc, duration=end - now,
-              attempt_kind=_kind(permit, retry))
+              attempt_kind=_kind(op, permit, retry))
         if end - now >= breaker.options.slow_call_duration:
             _emit(op, breaker, "slow_call", end - start, error=exc, duration=end - now)
 

@@ -135,7 +135,7 @@ def call(
                 permit.window.add_ok(end)
                 hot = op.events.hot
                 if hot is not None:
-                    hot(op, breaker, end - start, "first")
+                    hot(op, breaker, end - start, op.kind)
             elif op.is_failure_result is None and not op.events.listeners:
                 breaker.on_success(permit, end, end - now)
             else:
@@ -221,7 +221,7 @@ async def acall(
                 permit.window.add_ok(end)
                 hot = op.events.hot
                 if hot is not None:
-                    hot(op, breaker, end - start, "first")
+                    hot(op, breaker, end - start, op.kind)
             elif op.is_failure_result is None and not op.events.listeners:
                 breaker.on_success(permit, end, end - now)
             else:

@@ -51,3 +51,19 @@ def test_quick_run_does_not_overwrite_the_committed_full_result() -> None:
     assert cli.output_dir(parser.parse_args([])) == cli.DEFAULT_OUT
     assert cli.output_dir(parser.parse_args(["--quick"])) == cli.QUICK_OUT != cli.DEFAULT_OUT
     assert cli.output_dir(parser.parse_args(["--quick", "--out", "/tmp/r"])) == Path("/tmp/r")
+
+
+def test_hedging_quick_run_writes_its_rows(memcached: object, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # Small: 4 threads x 100 gets per row, six rows, a proxy process per row.
+    assert main(["bench", "--hedging", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    rows = {(r["fault"], r["hedging"]): r for r in data["rows"]}
+    assert set(rows) == {(f, m) for f in ("none", "node slow", "1 in 4 connections slow")
+                         for m in ("off", "on")}
+    for (_, mode), row in rows.items():
+        assert row["calls"] == 400 and row["errors"] == 0
+        if mode == "off":
+            assert row["hedges"] == 0
+        assert row["extra_load_pct"] <= 5.0 + 100.0 * 10 / 400  # the budget and its floor
+    assert "| node slow | on |" in (tmp_path / "results.md").read_text()

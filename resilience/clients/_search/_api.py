@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from resilience.clients._hedge import HEDGE_SUFFIX, acall_hedged, call_hedged, guard_context
 from resilience.clients._search._bulk import BulkError, BulkRun, parse_actions
 from resilience.clients._search._client import SearchBase, bulk_backoff
 from resilience.core.deadline import DEADLINE, deadline
@@ -53,6 +54,28 @@ class SearchAPI(SearchBase):
     def search(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         """The driver's ``search``; retried (idempotent)."""
         return self._run("search", "search", timeout, kwargs)
+
+    def _hedged(self, op: str, timeout: float | str | None, kwargs: dict[str, Any]) -> Any:
+        # get/search with hedging on (docs/hedging.md): the hedge goes to another node;
+        # the loser's socket is shut down (its pool's connections bind it to the token).
+        hedge = self._hedge
+        assert hedge is not None
+        budget = self._budget(timeout, kwargs)
+        first, other, at = self._hedge_plan(budget)
+
+        def fn(raw: Any) -> Any:
+            return getattr(raw, op)(**kwargs)
+
+        return call_hedged(
+            hedge, lambda t: self._call(op, first, guard_context(t, fn), budget),
+            lambda t: self._call(op + HEDGE_SUFFIX, other, guard_context(t, fn)),
+            at, self.events, self.service, op, self._endpoints[other])
+
+    def _hedged_get(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._hedged("get", timeout, kwargs)
+
+    def _hedged_search(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
+        return self._hedged("search", timeout, kwargs)
 
     def get(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         """The driver's ``get``; a missing document raises the driver's NotFoundError
@@ -160,6 +183,31 @@ class AsyncSearchAPI(SearchBase):
 
     async def search(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         return await self._run("search", "search", timeout, kwargs)
+
+    async def _hedged(self, op: str, timeout: float | str | None,
+                      kwargs: dict[str, Any]) -> Any:
+        # As the sync one; the attempts run on worker threads, so the loser is stopped
+        # through its token (its socket shut down) as well as by cancelling its task.
+        hedge = self._hedge
+        assert hedge is not None
+        budget = self._budget(timeout, kwargs)
+        first, other, at = self._hedge_plan(budget)
+
+        def fn(raw: Any) -> Any:
+            return getattr(raw, op)(**kwargs)
+
+        return await acall_hedged(
+            hedge, lambda t: self._acall(op, first, guard_context(t, fn), budget),
+            lambda t: self._acall(op + HEDGE_SUFFIX, other, guard_context(t, fn)),
+            at, self.events, self.service, op, self._endpoints[other])
+
+    async def _hedged_get(self, *, timeout: float | str | None = None,
+                          **kwargs: Any) -> Any:
+        return await self._hedged("get", timeout, kwargs)
+
+    async def _hedged_search(self, *, timeout: float | str | None = None,
+                             **kwargs: Any) -> Any:
+        return await self._hedged("search", timeout, kwargs)
 
     async def get(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         return await self._run("get", "get", timeout, kwargs)

@@ -40,11 +40,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.clients._base import ClientBase, _CallerError
 from resilience.clients._errormap import IdempotencyTable, idempotency_table
+from resilience.clients._hedge import deadline_at
 from resilience.clients._search._options import SearchOptions, parse_host
 from resilience.core.breaker import BreakerRegistry, BreakerState
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.deadline import DEADLINE
 from resilience.core.events import EventBus
+from resilience.core.hedge import HedgePolicy
 from resilience.errors import (
     BackendError,
     BackendTimeoutError,
@@ -172,6 +174,12 @@ class SearchBase(ClientBase[SearchDriver]):
         self.bulk_item_retries = 0
         """Bulk items sent again after a retryable item status so far."""
         super().__init__(endpoints, opts, events=events, breakers=breakers, clock=clock)
+        # Hedged get and search (opt-in, docs/hedging.md): the hedged methods are
+        # swapped in here, so with hedging off the read path is untouched.
+        self._hedge = HedgePolicy(opts.hedge, clock) if opts.hedge.enabled else None
+        if self._hedge is not None:
+            self.get = self._hedged_get  # type: ignore[attr-defined]
+            self.search = self._hedged_search  # type: ignore[attr-defined]
 
     # ---- what a driver package provides ---------------------------------------------
 
@@ -199,6 +207,11 @@ class SearchBase(ClientBase[SearchDriver]):
 
     def _build_driver(self) -> SearchDriver:
         built = [self._new_raw(url) for url in self._urls]
+        if self._hedge is not None:
+            from resilience.clients._search._http import make_cancellable
+
+            for _, pool in built:
+                make_cancellable(pool)
         return SearchDriver(tuple(b[0] for b in built), tuple(b[1] for b in built))
 
     def _close_driver(self, driver: SearchDriver) -> None:
@@ -308,6 +321,25 @@ class SearchBase(ClientBase[SearchDriver]):
             if breakers[i].state(now) not in _BLOCKED:
                 return i
         return start % n  # every breaker open: this call is rejected without I/O
+
+    def _pick_other(self, first: int) -> int:
+        """Where the hedge of a read sent to node ``first`` goes: the next node whose
+        breaker admits calls, else ``first`` itself (another pooled connection)."""
+        breakers = self._breakers
+        n = len(breakers)
+        now = self._clock.monotonic()
+        for k in range(1, n):
+            i = (first + k) % n
+            if breakers[i].state(now) not in _BLOCKED:
+                return i
+        return first
+
+    def _hedge_plan(self, budget: float | None) -> tuple[int, int, float]:
+        """(first node, hedge node, the absolute deadline both share) of a hedged read."""
+        first = self._pick()
+        at = deadline_at(self._clock.monotonic(),
+                         self.options.timeout if budget is None else budget)
+        return first, self._pick_other(first), at
 
     def _budget(self, timeout: float | str | None, kwargs: dict[str, Any]) -> float | None:
         # A str timeout ("1s") is the server's own parameter (search, index, bulk...):

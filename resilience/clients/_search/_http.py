@@ -37,9 +37,10 @@ from typing import Any
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from resilience.clients._hedge import CANCEL, shutdown
 from resilience.core.deadline import DEADLINE
 
-__all__ = ["DeadlineSocket", "harden_pool", "shutdown_pool"]
+__all__ = ["DeadlineSocket", "harden_pool", "make_cancellable", "shutdown_pool"]
 
 _monotonic = time.monotonic
 _MIN = 0.001  # a timeout of 0 would make the socket non-blocking
@@ -124,6 +125,37 @@ class _HTTPSConnection(HTTPSConnection):
         if self._resilience_live is not None:
             self._resilience_live.add(sock)
         return sock
+
+
+class _Cancellable:
+    """A connection whose request a hedged read can cancel from another thread: when
+    it waits for the reply, it binds its socket to the attempt's token (``CANCEL``),
+    which shuts the socket down if the other attempt wins."""
+
+    sock: Any
+
+    def getresponse(self, *args: Any, **kw: Any) -> Any:
+        token = CANCEL.get()
+        if token is not None:
+            sock = self.sock
+            token.bind(lambda: shutdown(sock))
+        return super().getresponse(*args, **kw)  # type: ignore[misc]
+
+
+class _CancellableHTTPConnection(_Cancellable, _HTTPConnection):
+    pass
+
+
+class _CancellableHTTPSConnection(_Cancellable, _HTTPSConnection):
+    pass
+
+
+def make_cancellable(pool: HTTPConnectionPool) -> None:
+    """Let hedged reads cancel this (hardened) pool's requests; only clients with
+    hedging on pay the context-variable read per request."""
+    https = isinstance(pool, HTTPSConnectionPool)
+    pool.ConnectionCls = (
+        _CancellableHTTPSConnection if https else _CancellableHTTPConnection)
 
 
 class _PoolMixin:

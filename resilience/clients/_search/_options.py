@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from resilience.config import ClientOptions, option
+from resilience.config import ClientOptions, HedgeOptions, group, option
 
 __all__ = ["SearchOptions", "check_host", "parse_host"]
 
@@ -83,4 +83,8 @@ class SearchOptions(ClientOptions):
         0.0, "POOL_TIMEOUT_MS", "duration",
         "wait for a free pooled connection at most this long; 0 rejects at once",
         min=0.0, client_only=True,
+    )
+    hedge: HedgeOptions = group(  # noqa: RUF009
+        HedgeOptions, "HEDGE", "hedged get and search: a second request to another node"
+        " (docs/hedging.md)"
     )

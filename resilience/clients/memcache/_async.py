@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from resilience.clients._errormap import ErrorMap
+from resilience.clients._hedge import acall_hedged, deadline_at
 from resilience.clients.memcache._aio import (
     Conn,
     ConnPool,
@@ -149,6 +150,28 @@ class AsyncMemcache(MemcacheBase["tuple[ConnPool, ...]"]):
         # fn returns fetch's coroutine itself: no coroutine frame of its own per call.
         found = await self._acall("get", index, lambda c: c.fetch(b"get", [raw]), timeout)
         if found is _MISS:  # fail_open's fallback
+            return default
+        hit = found.get(raw)
+        return default if hit is None else hit[0]
+
+    async def _hedged_get(self, key: str | bytes, default: Any = None, *,
+                          timeout: float | None = None) -> Any:
+        # get() with hedging on (docs/hedging.md): the hedge is a second request on
+        # another connection to the key's node; the loser's task is cancelled.
+        hedge = self._hedge
+        assert hedge is not None
+        raw, index = self._key(key)
+
+        def fn(c: Conn) -> Awaitable[Any]:
+            return c.fetch(b"get", [raw])
+
+        at = deadline_at(self._clock.monotonic(),
+                         self.options.timeout if timeout is None else timeout)
+        found = await acall_hedged(
+            hedge, lambda _: self._acall("get", index, fn, timeout),
+            lambda _: self._acall("get/hedge", index, fn), at, self.events, self.service,
+            "get", self._endpoints[index])
+        if found is _MISS:
             return default
         hit = found.get(raw)
         return default if hit is None else hit[0]

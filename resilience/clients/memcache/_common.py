@@ -20,6 +20,7 @@ from resilience.core.breaker import BreakerRegistry
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.events import EventBus
 from resilience.core.fallback import Fallback
+from resilience.core.hedge import HedgePolicy
 from resilience.errors import ConfigError
 
 __all__ = ["IDEMPOTENT", "READS", "SERVICE", "MemcacheBase"]
@@ -97,6 +98,11 @@ class MemcacheBase(ClientBase[D]):
         self._addresses = tuple(_parse_server(s) for s in opts.servers)
         self._ring = make_ring(opts.placement, opts.servers) if len(opts.servers) > 1 else None
         super().__init__(opts.servers, opts, events=events, breakers=breakers, clock=clock)
+        # Hedged gets (opt-in): the clients swap in their hedged get, so with hedging
+        # off the read path is untouched.
+        self._hedge = HedgePolicy(opts.hedge, clock) if opts.hedge.enabled else None
+        if self._hedge is not None:
+            self.get = self._hedged_get  # type: ignore[attr-defined]
 
     def node_for(self, key: str | bytes) -> str:
         """The ``host:port`` of the node that owns ``key``."""

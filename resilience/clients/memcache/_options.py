@@ -8,6 +8,7 @@ from typing import Literal
 from resilience.config import (
     BreakerOptions,
     ClientOptions,
+    HedgeOptions,
     check_host_port,
     group,
     option,
@@ -46,4 +47,8 @@ class MemcacheOptions(ClientOptions):
     )
     pool_size: int = option(
         16, "POOL_SIZE", "int", "connections kept per node", min=1, client_only=True
+    )
+    hedge: HedgeOptions = group(  # noqa: RUF009
+        HedgeOptions, "HEDGE", "hedged get: a second request on another connection to the"
+        " key's node (docs/hedging.md)"
     )

@@ -42,10 +42,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
-from operator import methodcaller
+from operator import attrgetter, methodcaller
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilience.clients._errormap import ErrorMap
+from resilience.clients._hedge import call_hedged, deadline_at, guard
 from resilience.clients.memcache import _multi
 from resilience.clients.memcache._common import _MISS, MemcacheBase
 from resilience.clients.memcache._fanout import FanOut
@@ -63,6 +64,7 @@ __all__ = ["Memcache", "error_map"]
 
 T = TypeVar("T")
 _monotonic = time.monotonic
+_sock = attrgetter("sock")  # a pymemcache Client's socket, shut down to cancel a hedge
 
 
 @cache
@@ -224,6 +226,24 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         index = 0 if ring is None else ring.index(key.encode() if isinstance(key, str) else key)
         # methodcaller, not a lambda: the driver call needs no Python frame of ours.
         value = self._call("get", index, methodcaller("get", key, _MISS), timeout)
+        return default if value is _MISS else value
+
+    def _hedged_get(self, key: str | bytes, default: Any = None, *,
+                    timeout: float | None = None) -> Any:
+        # get() with hedging on (docs/hedging.md): the hedge is a second request on
+        # another connection to the same node (the key lives on that node alone), so it
+        # beats a stalled connection, not a slow node.
+        hedge = self._hedge
+        assert hedge is not None
+        index = self._index(key)
+        fn = methodcaller("get", key, _MISS)
+        at = deadline_at(self._clock.monotonic(),
+                         self.options.timeout if timeout is None else timeout)
+        value = call_hedged(
+            hedge,
+            lambda t: self._call("get", index, guard(t, fn, _sock), timeout),
+            lambda t: self._call("get/hedge", index, guard(t, fn, _sock)),
+            at, self.events, self.service, "get", self._endpoints[index])
         return default if value is _MISS else value
 
     def gets(self, key: str | bytes, *, timeout: float | None = None) -> tuple[Any, Any]:
