@@ -17,6 +17,10 @@ from resilience.faults import toxics
 from ..memcache.conftest import timed
 from .conftest import BUDGET, DOC, INDEX, MakeClient, body_kw
 
+# The writes below are applied after their reply timed out: they go to an index of
+# their own, so the documents other tests count in INDEX stay as seeded.
+WRITES = "ambiguous-writes"
+
 
 def _proxied(node: Any, fault_proxy: Any, toxic: toxics.Toxic) -> str:
     proxy = fault_proxy((node.host, node.port))
@@ -30,11 +34,11 @@ def test_a_timed_out_write_is_ambiguous_and_a_timed_out_read_is_not(
     url = _proxied(node, fault_proxy, toxics.Latency(latency_ms=400))
     client = make_sync([url], retry_attempts=1, breaker_minimum_calls=100)
     writes = {
-        "index with id": lambda: client.index(index=INDEX, id="amb", timeout=BUDGET,
+        "index with id": lambda: client.index(index=WRITES, id="amb", timeout=BUDGET,
                                               **body_kw(driver, DOC)),
-        "index, auto id": lambda: client.index(index=INDEX, timeout=BUDGET,
+        "index, auto id": lambda: client.index(index=WRITES, timeout=BUDGET,
                                                **body_kw(driver, DOC)),
-        "delete": lambda: client.delete(index=INDEX, id="amb", timeout=BUDGET),
+        "delete": lambda: client.delete(index=WRITES, id="amb", timeout=BUDGET),
     }
     for name, write in writes.items():
         _, error = timed(write)
@@ -50,7 +54,7 @@ def test_a_write_reset_after_sending_is_ambiguous(
     # first bytes): the node may have read it all.
     url = _proxied(node, fault_proxy, toxics.Reset(after_bytes=1))
     client = make_sync([url], retry_attempts=1, breaker_minimum_calls=100)
-    _, error = timed(lambda: client.index(index=INDEX, id="amb", timeout=BUDGET,
+    _, error = timed(lambda: client.index(index=WRITES, id="amb", timeout=BUDGET,
                                           **body_kw(driver, DOC)))
     assert isinstance(error, BackendError) and error.ambiguous, error
 
@@ -60,6 +64,6 @@ def test_a_refused_write_is_not_ambiguous(make_sync: MakeClient, driver: str) ->
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     client = make_sync([f"http://127.0.0.1:{port}"], retry_attempts=1)
-    _, error = timed(lambda: client.index(index=INDEX, id="amb", timeout=BUDGET,
+    _, error = timed(lambda: client.index(index=WRITES, id="amb", timeout=BUDGET,
                                           **body_kw(driver, DOC)))
     assert isinstance(error, BackendError) and not error.ambiguous, error

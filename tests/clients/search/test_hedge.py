@@ -82,8 +82,9 @@ def test_writes_are_never_hedged(make_client: MakeClient, driver: str,
                          **{**HEDGE, "hedge_delay": 0.01})
     slow.add(toxics.Latency(latency_ms=100.0))
     fast.add(toxics.Latency(latency_ms=100.0))
-    client.index(index=INDEX, id="hedge-w", **body_kw(driver, {"n": 2}))  # idempotent write
-    client.index(index=INDEX, **body_kw(driver, {"n": 3}))  # auto id: never repeated
+    # Writes go to an index of their own: other tests count the documents of INDEX.
+    client.index(index="hedge-writes", id="hedge-w", **body_kw(driver, {"n": 2}))  # idempotent
+    client.index(index="hedge-writes", **body_kw(driver, {"n": 3}))  # auto id: never repeated
     client.count(index=INDEX)  # a read that is not hedged
     assert _policy(client).sent == 0
     client.get(index=INDEX, id="1")
