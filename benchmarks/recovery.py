@@ -5,8 +5,9 @@ docs/breaker.md already), with health probes on and off:
 
 1. start the server's default topology through :mod:`resilience.servers` (a private
    one, in a temporary directory);
-2. one thread makes a call every 20 ms through the sync client (default options, so
-   the breaker's open interval grows 1, 2, 4 ... s up to 30 s);
+2. one thread makes a call every 20 ms through the sync client (default options but a
+   100 ms budget per call, ``--timeout``, so the breaker opens within about a second
+   and its open interval grows 1, 2, 4 ... s up to 30 s during the outage);
 3. freeze the server (SIGSTOP) for ``--outage`` seconds, thaw it, and record the time
    from the thaw to the first call that succeeds (bounded: ``LIMIT`` seconds), and the
    breaker's open interval at the thaw.
@@ -14,7 +15,9 @@ docs/breaker.md already), with health probes on and off:
 Usage (JVM servers under the shared lock)::
 
     flock /work/wt/jvm.lock python benchmarks/recovery.py --clients cassandra \\
-        [--outage 10] [--modes on,off] [--json FILE]
+        [--outage 10] [--modes on,off] [--timeout 0.1] [--json FILE]
+
+(From a git worktree, ``PYTHONPATH=.`` so the worktree's package is the one measured.)
 
 Results: benchmarks/results/recovery.json (merged per client, mode and outage) and
 its table in docs/breaker.md (written by hand from it).
@@ -56,9 +59,10 @@ def _server(name: str) -> Iterator[Server | Cluster]:
             top.stop()
 
 
-def _client(name: str, top: Any, probes: bool) -> tuple[Any, Call, str, Server]:
+def _client(name: str, top: Any, probes: bool,
+            timeout: float) -> tuple[Any, Call, str, Server]:
     """(client, one user call, the endpoint whose breaker opens, the server to freeze)."""
-    opts: dict[str, Any] = {"environ": {}, "breaker_health_probe": probes}
+    opts: dict[str, Any] = {"environ": {}, "breaker_health_probe": probes, "timeout": timeout}
     if name == "nsq":
         from resilience.clients.nsq import Publisher
 
@@ -94,11 +98,12 @@ def _calls_until(call: Call, until: float) -> None:
         time.sleep(max(0.0, PERIOD - (time.monotonic() - began)))
 
 
-def measure(name: str, top: Any, probes: bool, outage: float) -> dict[str, Any]:
-    client, call, endpoint, server = _client(name, top, probes)
+def measure(name: str, top: Any, probes: bool, outage: float,
+            timeout: float) -> dict[str, Any]:
+    client, call, endpoint, server = _client(name, top, probes, timeout)
     try:
         give_up = time.monotonic() + 60.0
-        while True:  # connected and answering first
+        while True:  # connected and answering first (a first connect may take longer)
             try:
                 call()
                 break
@@ -127,7 +132,7 @@ def measure(name: str, top: Any, probes: bool, outage: float) -> dict[str, Any]:
             took = None
     finally:
         client.close()
-    row = {"client": name, "probes": probes, "outage_s": outage,
+    row = {"client": name, "probes": probes, "outage_s": outage, "timeout_s": timeout,
            "state_at_thaw": snap["state"],
            "open_interval_at_thaw_s": round(float(snap.get("open_interval") or 0.0), 2),
            "first_success_s": None if took is None else round(took, 3),
@@ -138,9 +143,9 @@ def measure(name: str, top: Any, probes: bool, outage: float) -> dict[str, Any]:
 
 def _merge(path: Path, rows: list[dict[str, Any]]) -> None:
     old = json.loads(path.read_text()) if path.exists() else []
-    key = ("client", "probes", "outage_s")
-    fresh = {tuple(r[k] for k in key) for r in rows}
-    kept = [r for r in old if tuple(r[k] for k in key) not in fresh]
+    key = ("client", "probes", "outage_s", "timeout_s")
+    fresh = {tuple(r.get(k) for k in key) for r in rows}
+    kept = [r for r in old if tuple(r.get(k) for k in key) not in fresh]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
 
@@ -150,10 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", default=",".join(CLIENTS))
     ap.add_argument("--outage", type=float, default=10.0, help="seconds frozen (default 10)")
     ap.add_argument("--modes", default="on,off", help="health probes: on, off or both")
+    ap.add_argument("--timeout", type=float, default=0.1, help="budget of one call, s")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = ap.parse_args(argv)
     if not 0 < args.outage <= 600:
         raise SystemExit(f"--outage {args.outage}: expected 0 < seconds <= 600")
+    if not 0 < args.timeout <= 10:
+        raise SystemExit(f"--timeout {args.timeout}: expected 0 < seconds <= 10")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in ("on", "off") for m in modes):
         raise SystemExit(f"--modes {args.modes!r}: expected on, off or on,off")
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in [c.strip() for c in args.clients.split(",") if c.strip()]:
         with _server(name) as top:
             for mode in modes:
-                rows.append(measure(name, top, mode == "on", args.outage))
+                rows.append(measure(name, top, mode == "on", args.outage, args.timeout))
     _merge(args.json, rows)
     return 0
 

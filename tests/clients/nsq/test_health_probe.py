@@ -42,16 +42,17 @@ def test_probe_ends_the_open_interval_without_a_publish(
     breaker = pub.breaker(address)
     nsqd.freeze()
     try:
-        open_it(lambda: pub.publish(topic, b"lost"), breaker, pause)
+        written = open_it(lambda: pub.publish(topic, b"lost"), breaker, pause)
         assert left_open_after(breaker, pause, 0.8) is None  # the probes fail meanwhile
     finally:
         nsqd.thaw()
-    queued = message_count(nsqd.http_address, topic)
     # No publish from here on until the breaker has left OPEN.
     took = left_open_after(breaker, pause, 5.0)
     assert took is not None, "still open 5 s after the thaw (the open interval is 30 s)"
     assert state(breaker) is BreakerState.HALF_OPEN
-    assert message_count(nsqd.http_address, topic) == queued  # the probe published nothing
+    # Nothing beyond the users' publishes (those written while frozen are queued after
+    # the thaw): the probe publishes nothing.
+    assert message_count(nsqd.http_address, topic) <= 1 + written
     assert first_success(lambda: pub.publish(topic, b"after"), pause, 2.0) < 1.0
     assert state(breaker) is BreakerState.CLOSED
 
