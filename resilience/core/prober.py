@@ -68,6 +68,7 @@ class Target:
     now: Callable[[], float] = time.monotonic
     owner: object = None
     due: float = field(default=0.0, compare=False)
+    rewatched: bool = field(default=False, compare=False)
 
 
 class ProbePlan:
@@ -92,6 +93,10 @@ class ProbePlan:
         """Watch ``target`` (once: a target already watched keeps its schedule)."""
         for t in self.targets:
             if t.breaker is target.breaker and t.owner is target.owner:
+                if t.due == _INF:
+                    # In flight: its breaker re-opened after the probe began (a failed
+                    # trial call), so the probe's end must not drop it as settled.
+                    t.rewatched = True
                 return
         self._pace(target, now)
         self.targets.append(target)
@@ -113,12 +118,13 @@ class ProbePlan:
 
     def done(self, target: Target, settled: bool, now: float) -> None:
         """Record a probe's end: drop the target if ``settled`` (its probe succeeded or
-        its breaker left OPEN), else pace it."""
+        its breaker left OPEN) unless it was watched again meanwhile, else pace it."""
         if target not in self.targets:
             return  # forgotten while the probe ran
-        if settled:
+        if settled and not target.rewatched:
             self.targets.remove(target)
         else:
+            target.rewatched = False  # the next probe's end decides again
             self._pace(target, now)
 
 

@@ -79,6 +79,25 @@ def test_plan_paces_with_jitter_and_drops_settled_targets() -> None:
     assert plan.targets == []
 
 
+def test_a_breaker_reopened_while_its_probe_ran_stays_watched() -> None:
+    # The probe began while OPEN; a user trial call half-opened the breaker and failed
+    # (OPEN again, watch() again) before the probe ended: the probe's end saw HALF_OPEN
+    # and says settled, but the breaker is open and must still be probed.
+    b = _grown()
+    plan = ProbePlan(random.Random(1))
+    t = Target(b, lambda _timeout: None, interval=1.0, timeout=0.1)
+    plan.add(t, 0.0)
+    assert plan.take_due(2.0) == [t]
+    plan.add(Target(b, lambda _timeout: None, 1.0, 0.1), 2.05)  # re-opened meanwhile
+    plan.done(t, True, 2.1)
+    assert plan.targets == [t]
+    wake = plan.next_wake()
+    assert wake is not None and 2.85 <= wake <= 3.35
+    assert plan.take_due(wake) == [t]
+    plan.done(t, True, 4.0)  # no re-watch this time: settled means settled
+    assert plan.targets == []
+
+
 def test_thread_prober_half_opens_then_its_thread_ends() -> None:
     b = _grown(time.monotonic())
     calls: list[float] = []

@@ -238,6 +238,13 @@ class SearchBase(ClientBase[SearchDriver]):
         return await asyncio.get_running_loop().run_in_executor(
             driver.executor(workers), ctx.run, self._attempt, driver, index, fn, remaining, op)
 
+    def _health_probe(self, index: int, timeout: float) -> None:
+        # Both clients, the async one too: its calls run the sync driver on worker
+        # threads, so its probes run on the shared prober thread like the sync ones.
+        from resilience.clients._search._probe import probe_node
+
+        probe_node(self._urls[index], self.options, timeout)
+
     def _throttled(self, raw: Any, fn: Callable[[Any], Any], exc: Exception,
                    took: float) -> Any:
         """Retry a 429 with full-jitter backoff while the deadline and budget allow:

@@ -23,6 +23,7 @@ from typing import Any
 
 from resilience.clients._base import _CallerError
 from resilience.clients.cassandra._common import CassandraBase, Request
+from resilience.clients.cassandra._probe import outcome, send_probe
 from resilience.clients.cassandra._result import AsyncResult
 from resilience.clients.cassandra._send import Flight, Sender
 from resilience.core.deadline import deadline as _ambient
@@ -64,6 +65,25 @@ class AsyncCassandra(Sender, CassandraBase[Any]):
             raise
         self._cluster_outcome(permit, began, None)
         return result
+
+    async def _ahealth_probe(self, index: int, timeout: float) -> None:
+        # system.local on that host only, through the driver (why: _probe's docstring);
+        # its callback wakes the loop, as a call's does. The prober cancels at timeout.
+        future = send_probe(self, index, timeout)
+        if not future._event.is_set():
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+
+            def done(*_: Any) -> None:  # on the driver's reactor thread (or inline)
+                loop.call_soon_threadsafe(_wake, waiter)
+
+            future.add_callbacks(done, done)
+            try:
+                async with asyncio.timeout(timeout):
+                    await waiter
+            finally:
+                future.clear_callbacks()
+        outcome(future)
 
     async def _wait(self, flight: Flight, deadline: float) -> Any:
         """The flight's ResultSet, awaited at most until ``deadline``."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from resilience.clients._base import _CallerError
 from resilience.clients.cassandra._common import CassandraBase, Request
+from resilience.clients.cassandra._probe import outcome, send_probe
 from resilience.clients.cassandra._result import Result
 from resilience.clients.cassandra._send import Flight, Sender
 from resilience.core.deadline import deadline as _ambient
@@ -75,6 +76,14 @@ class Cassandra(Sender, CassandraBase[Any]):
             raise
         self._cluster_outcome(permit, began, None)
         return result
+
+    def _health_probe(self, index: int, timeout: float) -> None:
+        # system.local on that host only, through the driver (why: _probe's docstring).
+        future = send_probe(self, index, timeout)
+        if not future._event.wait(timeout):  # the driver's timer ends it; bounded anyway
+            future.clear_callbacks()
+            raise TimeoutError(f"health probe: no answer within {timeout:.3f} s")
+        outcome(future)
 
     def _send_many(self, connector: Any, session: Any, requests: list[Request],
                    deadline: float) -> list[Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from resilience.clients.nsq._aio import AHttp, APool
 from resilience.clients.nsq._common import PublisherBase, Request
+from resilience.clients.nsq._probe import aprobe
 from resilience.clients.nsq._proto import ProtocolError
 from resilience.core.deadline import deadline
 from resilience.errors import ResilienceError
@@ -45,6 +46,10 @@ class AsyncPublisher(PublisherBase[Driver]):
                         op: str) -> Any:
         async with asyncio.timeout(remaining):
             return await fn((driver[index], remaining))
+
+    async def _ahealth_probe(self, index: int, timeout: float) -> None:
+        # A connection of its own, never a pooled one (docs/nsq.md#health-probes).
+        await aprobe(self._endpoints[index], self._http, timeout)
 
     def _send(self, req: Request) -> Callable[[Any], Awaitable[None]]:
         connect_timeout = self.options.connect_timeout

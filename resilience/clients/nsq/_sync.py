@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resilience.clients.nsq._common import PublisherBase, Request
+from resilience.clients.nsq._probe import probe
 from resilience.clients.nsq._proto import ProtocolError
 from resilience.clients.nsq._syncio import HttpPoster, TcpPool
 from resilience.core.deadline import deadline
@@ -58,6 +59,10 @@ class Publisher(PublisherBase[Driver]):
     def _attempt(self, driver: Driver, index: int, fn: Callable[[Any], Any],
                  remaining: float, op: str) -> Any:
         return fn((driver[index], _monotonic() + remaining))
+
+    def _health_probe(self, index: int, timeout: float) -> None:
+        # A connection of its own, never a pooled one (docs/nsq.md#health-probes).
+        probe(self._endpoints[index], self._http, timeout)
 
     def _send(self, req: Request) -> Callable[[Any], None]:
         connect_timeout = self.options.connect_timeout

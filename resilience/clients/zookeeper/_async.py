@@ -63,6 +63,11 @@ class AsyncZooKeeper(ZooKeeperBase):
         kz = await session.aready(remaining)
         return await fn(ACall(session, kz, deadline))
 
+    async def _ahealth_probe(self, index: int, timeout: float) -> None:
+        # See ZooKeeperBase._probe_session: the session's state and one round trip.
+        session = self._probe_session()
+        await session.await_(session.kz.exists_async("/"), _monotonic() + timeout)
+
     async def get(self, path: str, *, watch: Watch | None = None,
                   timeout: float | None = None) -> tuple[bytes, Any] | None:
         """``(data, stat)`` of the node, or None if there is none."""

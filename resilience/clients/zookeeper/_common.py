@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 from resilience.clients._base import ClientBase
 from resilience.clients._errormap import ErrorMap, IdempotencyTable, idempotency_table
 from resilience.clients.zookeeper._options import ZooKeeperOptions
-from resilience.clients.zookeeper._session import LOST, NotConnectedError, Session
+from resilience.clients.zookeeper._session import (
+    CONNECTED,
+    LOST,
+    NotConnectedError,
+    Session,
+)
 from resilience.core.breaker import BreakerRegistry
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.events import EventBus
@@ -163,6 +168,23 @@ class ZooKeeperBase(ClientBase[Session]):
             # so the write may have been applied (or may still be).
             err.detail = f"{err.detail}; ambiguous: the write may have been applied"
         return err
+
+    # ---- health probe --------------------------------------------------------------
+
+    # The breaker's OPEN state comes from calls that failed while the session still
+    # said CONNECTED (a frozen or overloaded member: kazoo notices only after 2/3 of
+    # the session timeout, or never under steady traffic). SUSPENDED/LOST force it
+    # open instead (no probing: CONNECTED again resets it). So the probe asks the
+    # session itself: CONNECTED, and a round trip on it (``exists("/")``, the cheapest
+    # read; no user data, no new connection) answered within the probe's timeout. A
+    # timed-out probe counts as a stalled request, which moves kazoo to another member
+    # as a user call's would (Session.stalled).
+
+    def _probe_session(self) -> Session:
+        session = self._driver.peek()
+        if session is None or session.state != CONNECTED:
+            raise NotConnectedError(f"session {self.state.lower()}: not connected")
+        return session
 
     # ---- session state ---------------------------------------------------------------
 

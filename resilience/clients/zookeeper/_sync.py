@@ -117,6 +117,11 @@ class ZooKeeper(ZooKeeperBase):
         kz = session.ready(remaining)
         return fn(Call(session, kz, deadline))
 
+    def _health_probe(self, index: int, timeout: float) -> None:
+        # See ZooKeeperBase._probe_session: the session's state and one round trip.
+        session = self._probe_session()
+        session.wait(session.kz.exists_async("/"), _monotonic() + timeout)
+
     # ---- operations ----------------------------------------------------------------
 
     def get(self, path: str, *, watch: Watch | None = None,
