@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["DEFAULT_OUT", "HELP", "QUICK_OUT", "register", "run"]
 
-HELP = "goodput of a real service while its memcached hangs, and its recovery"
+HELP = "goodput of a real service while its datastore hangs, and its recovery"
 DEFAULT_OUT = Path("benchmarks/results/goodput")
 QUICK_OUT = Path("benchmarks/results/goodput-quick")  # not committed
 
@@ -36,7 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help=f"results folder (default {DEFAULT_OUT}; with --quick {QUICK_OUT})")
     parser.add_argument("--datastores", type=_names, default=None,
                         help="comma separated, from: " + ", ".join(DATASTORES)
-                        + " (default memcached; zookeeper has the sync service only)")
+                        + " (default memcached; only memcached has the async service)")
     parser.add_argument("--modes", type=_names, default=None,
                         help=f"service kinds, comma separated, from: {', '.join(MODES)}")
     parser.add_argument("--outages", type=_floats, default=None,

@@ -2,7 +2,9 @@
 
 A reader is ``key -> value or None`` (sync) or ``key -> awaitable value or None``
 (async); it raises on any failure, and the service then serves its fallback. Every
-subject of a datastore reads the same stored key (memcached) or node (ZooKeeper):
+subject of a datastore reads the same stored key (memcached) or node (ZooKeeper); the
+endpoints over NSQ (a publish), Elasticsearch, OpenSearch (a search) and Cassandra (a
+SELECT) are in :mod:`resilience.bench.goodput_stores`:
 
 * ``raw-default``: the driver as its docs show it, no timeouts;
 * ``raw-tuned``: the driver with every timeout it offers set to ``BUDGET``;
@@ -18,12 +20,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from resilience.bench.goodput_stores import STORES, seed_store, start_store, store_reader
+
 __all__ = ["ASYNC_DATASTORES", "BUDGET", "DATASTORES", "SUBJECTS", "async_reader", "seed",
            "start_server", "sync_reader"]
 
 SUBJECTS = ("raw-default", "raw-tuned", "wrapper", "fallback")
-DATASTORES = ("memcached", "zookeeper")
-ASYNC_DATASTORES = ("memcached",)  # kazoo has no asyncio API to set the wrapper against
+DATASTORES = ("memcached", "zookeeper", *STORES)
+# kazoo has no asyncio API to set the wrapper against; the async services of the others
+# are not written yet.
+ASYNC_DATASTORES = ("memcached",)
 BUDGET = 0.1  # seconds: the tuned raw client's timeouts and the wrapper's budget
 _START = 10.0  # seconds a kazoo session may take to start when the service starts
 
@@ -53,6 +59,8 @@ def sync_reader(datastore: str, subject: str, address: str) -> Callable[[str], b
         return _control
     if datastore == "zookeeper":
         return _zookeeper_reader(subject, address)
+    if datastore in STORES:
+        return store_reader(datastore, subject, address, BUDGET)
     host, _, port = address.rpartition(":")
     if subject == "wrapper":
         from resilience.clients.memcache import Memcache
@@ -131,6 +139,8 @@ def async_reader(datastore: str, subject: str, address: str
 
 def start_server(name: str, work: Path) -> tuple[Any, str]:
     """A fresh harness server holding the value every subject reads, and its key."""
+    if name in STORES:
+        return start_store(name, work)
     if name == "memcached":
         from resilience.bench.memcached import KEY, _store
         from resilience.servers.memcached import Memcached
@@ -163,6 +173,8 @@ def create_node(address: str, path: str, value: bytes) -> None:
 
 def seed(datastore: str, server: Any) -> str:
     """Store the value in a server given by the caller; its key."""
+    if datastore in STORES:
+        return seed_store(datastore, server)
     if datastore == "memcached":
         from resilience.bench.memcached import KEY, _store
 

@@ -78,3 +78,24 @@ def test_tiny_run_reports_every_phase_and_the_wrapper_outlives_the_hang(
     assert [p.name for p in paths] == ["results.md", "results.json", "goodput.png"]
     assert json.loads(paths[1].read_text())["runs"][0]["subjects"].keys() == {
         "raw-default", "wrapper", "fallback"}
+
+
+@pytest.mark.parametrize("datastore", ["nsq", "opensearch", "elasticsearch", "cassandra"])
+def test_every_datastore_has_a_sync_control_and_no_async_service_yet(datastore: str) -> None:
+    """The control never touches the (here absent) server; an async service of a
+    datastore without one is refused naming the datastore."""
+    from resilience.bench.goodput_readers import async_reader, sync_reader
+
+    Settings(datastores=(datastore,), modes=("sync",)).validate()
+    control = sync_reader(datastore, "fallback", "127.0.0.1:9")
+    with pytest.raises(Exception, match="always-fallback"):
+        control("key")
+    with pytest.raises(ValueError, match=datastore):
+        async_reader(datastore, "wrapper", "127.0.0.1:9")
+
+
+def test_an_unknown_datastore_is_refused_by_the_reader_factory() -> None:
+    from resilience.bench.goodput_stores import store_reader
+
+    with pytest.raises(ValueError, match="redis"):
+        store_reader("redis", "wrapper", "127.0.0.1:9", 0.1)
