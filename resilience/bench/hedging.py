@@ -187,13 +187,23 @@ def _search_rows(name: str, threads: int, calls: int, hedge: dict[str, Any]
     return rows, latency_ms
 
 
+DATASTORES = ("memcached", "elasticsearch", "opensearch", "cassandra")
+
+
+def _datastore(row: dict[str, Any]) -> str:
+    # Rows before the "datastore" key: the search ones are prefixed "<name>: ".
+    name = row.get("datastore") or row["fault"].partition(": ")[0]
+    return name if name in DATASTORES else "memcached"
+
+
 def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
                 datastores: tuple[str, ...] = ("memcached",)) -> dict[str, Any]:
-    """Run the rows of ``datastores`` (memcached, elasticsearch, opensearch), write
-    ``results.json`` and ``results.md`` under ``out``; return them."""
-    unknown = set(datastores) - {"memcached", "elasticsearch", "opensearch"}
+    """Run the rows of ``datastores`` (memcached, elasticsearch, opensearch, cassandra),
+    write ``results.json`` and ``results.md`` under ``out``; return them. The rows of
+    the datastores not run this time are kept from the ``results.json`` already there."""
+    unknown = set(datastores) - set(DATASTORES)
     if unknown:
-        raise ValueError(f"--hedging measures memcached, elasticsearch and opensearch, "
+        raise ValueError(f"--hedging measures {', '.join(DATASTORES)}, "
                          f"not {', '.join(sorted(unknown))}")
     hedge = {"hedge_enabled": True, "hedge_min_delay": 0.0002}
     rows: list[dict[str, Any]] = []
@@ -201,9 +211,24 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
     for name in datastores:
         if name == "memcached":
             more, toxic_ms[name] = _memcached_rows(threads, calls, hedge)
+        elif name == "cassandra":
+            from resilience.bench.hedging_cassandra import cassandra_rows
+
+            more, toxic_ms[name] = cassandra_rows(threads, max(50, calls // 5), hedge,
+                                                  _load, _proxy)
         else:
             more, toxic_ms[name] = _search_rows(name, threads, max(50, calls // 5), hedge)
-        rows += more
+        rows += [{"datastore": name, **r} for r in more]
+    previous = out / "results.json"
+    kept: list[dict[str, Any]] = []
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        kept = [r for r in old.get("rows", []) if _datastore(r) not in datastores]
+        old_toxic = old.get("settings", {}).get("latency_toxic_ms_by_datastore", {})
+        toxic_ms = {**{k: v for k, v in old_toxic.items() if k not in datastores}, **toxic_ms}
+    order = {name: i for i, name in enumerate(DATASTORES)}
+    rows = sorted(kept + rows, key=lambda r: order[_datastore(r)])  # stable: row order kept
+    toxic_ms = dict(sorted(toxic_ms.items(), key=lambda kv: order.get(kv[0], 99)))
     latency_ms = toxic_ms.get("memcached", 0.0)
     result = {
         "settings": {"threads": threads, "calls_per_thread": calls,
@@ -226,7 +251,7 @@ def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table (what results.md holds)."""
     s = result["settings"]
     toxic = s.get("latency_toxic_ms_by_datastore", {"memcached": s["latency_toxic_ms"]})
-    search = [name for name in toxic if name != "memcached"]
+    search = [name for name in toxic if name not in ("memcached", "cassandra")]
     lines = [
         "# Hedged reads: p99 with and without hedging",
         "",
@@ -236,6 +261,10 @@ def markdown(result: dict[str, Any]) -> str:
         + "".join(f"{name}: {s['threads']} threads x {max(50, s['calls_per_thread'] // 5)} "
                   f"gets of one document from two nodes (two proxies in front of one "
                   f"server), toxic {toxic[name]} ms on one. " for name in search)
+        + (f"cassandra: {s['threads']} threads x {max(50, s['calls_per_thread'] // 5)} "
+           f"prepared SELECTs at ONE from a 3-node ring (RF 3), toxic {toxic['cassandra']} ms "
+           "on one coordinator (a proxy in front of its native port). "
+           if "cassandra" in toxic else "")
         +
         "Machine: Python {python}, {cpus} CPUs, load average at start {load} (shared with "
         "other work).".format(python=result["machine"]["python"],
