@@ -196,6 +196,18 @@ def _datastore(row: dict[str, Any]) -> str:
     return name if name in DATASTORES else "memcached"
 
 
+def merge(old: dict[str, Any], datastores: tuple[str, ...], rows: list[dict[str, Any]],
+          toxic_ms: dict[str, float]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The rows and toxic figures of this run (of ``datastores``) with those of the
+    other datastores from the ``old`` results, in :data:`DATASTORES` order."""
+    kept = [r for r in old.get("rows", []) if _datastore(r) not in datastores]
+    old_toxic = old.get("settings", {}).get("latency_toxic_ms_by_datastore", {})
+    toxic_ms = {**{k: v for k, v in old_toxic.items() if k not in datastores}, **toxic_ms}
+    order = {name: i for i, name in enumerate(DATASTORES)}
+    merged = sorted(kept + rows, key=lambda r: order[_datastore(r)])  # stable sort
+    return merged, dict(sorted(toxic_ms.items(), key=lambda kv: order.get(kv[0], 99)))
+
+
 def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
                 datastores: tuple[str, ...] = ("memcached",)) -> dict[str, Any]:
     """Run the rows of ``datastores`` (memcached, elasticsearch, opensearch, cassandra),
@@ -220,15 +232,8 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
             more, toxic_ms[name] = _search_rows(name, threads, max(50, calls // 5), hedge)
         rows += [{"datastore": name, **r} for r in more]
     previous = out / "results.json"
-    kept: list[dict[str, Any]] = []
     if previous.exists():
-        old = json.loads(previous.read_text())
-        kept = [r for r in old.get("rows", []) if _datastore(r) not in datastores]
-        old_toxic = old.get("settings", {}).get("latency_toxic_ms_by_datastore", {})
-        toxic_ms = {**{k: v for k, v in old_toxic.items() if k not in datastores}, **toxic_ms}
-    order = {name: i for i, name in enumerate(DATASTORES)}
-    rows = sorted(kept + rows, key=lambda r: order[_datastore(r)])  # stable: row order kept
-    toxic_ms = dict(sorted(toxic_ms.items(), key=lambda kv: order.get(kv[0], 99)))
+        rows, toxic_ms = merge(json.loads(previous.read_text()), datastores, rows, toxic_ms)
     latency_ms = toxic_ms.get("memcached", 0.0)
     result = {
         "settings": {"threads": threads, "calls_per_thread": calls,
