@@ -283,4 +283,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['fault']} | {r['hedging']} | {r['p50_ms']} ms | {r['p99_ms']} ms "
                      f"| {r['max_ms']} ms | {r['hedges_won']} / {r['hedges']} "
                      f"| {r['extra_load_pct']} % |")
+    shares = [r for r in result["rows"] if "answered_by_slow_host_pct" in r]
+    if shares:
+        lines += ["", "Cassandra, share of the answers that came from the slow coordinator: "
+                  + ", ".join(f"{r['fault'].partition(': ')[2]} / hedging {r['hedging']}: "
+                              f"{r['answered_by_slow_host_pct']} %" for r in shares) + "."]
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,17 @@ def _client(proxy: str, threads: int, **options: Any) -> Callable[[], Any]:
                     db.close()
                     raise
                 time.sleep(0.2)
-        if proxy not in db.endpoints:
-            db.close()
-            raise RuntimeError(f"the driver does not reach a host through the proxy "
-                               f"{proxy}: {db.endpoints}")
+        # The slow host's pool opens in the background, slowly (every round trip pays
+        # the toxic); until it is open the requests skip that host and the row would
+        # measure two healthy hosts. Wait for it (bounded).
+        session = db._driver.get().get(5.0)
+        while not any(str(h.endpoint) == proxy and pool.open_count
+                      for h, pool in list(session._pools.items())):
+            if time.monotonic() > give_up:
+                db.close()
+                raise RuntimeError(f"the driver has no connection to the host behind the "
+                                   f"proxy {proxy}: {db.endpoints}")
+            time.sleep(0.1)
         return db
 
     return make
@@ -78,10 +86,22 @@ def cassandra_rows(threads: int, calls: int, hedge: dict[str, Any],
     from resilience.servers.cassandra import ring
 
     keys = itertools.count()
+    answered: Counter[str] = Counter()  # by the coordinator that answered, per row
 
     def get(db: Any) -> object:
         statement = db.prepare("SELECT v FROM kv WHERE k = ?")  # cached per text
-        return db.execute(statement, (f"k{next(keys) % KEYS}",))
+        result = db.execute(statement, (f"k{next(keys) % KEYS}",))
+        answered[result.coordinator] += 1
+        return result
+
+    def measured(address: str, **options: Any) -> dict[str, Any]:
+        answered.clear()
+        row = load(_client(address, threads, **options), get, threads, calls)
+        slow = answered.pop(address, 0)
+        # Warm-up reads included: the share of answers the proxied (slow) host gave.
+        row["answered_by_slow_host_pct"] = round(100.0 * slow / (slow + sum(
+            answered.values()) or 1), 1)
+        return row
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as work:
@@ -92,7 +112,7 @@ def cassandra_rows(threads: int, calls: int, hedge: dict[str, Any],
             victim = nodes.members[0]
             upstream = f"{victim.host}:{victim.port}"
             with proxy(upstream, None) as address:
-                healthy = load(_client(address, threads), get, threads, calls)
+                healthy = measured(address)
             rows.append({"fault": "cassandra: none", "hedging": "off", **healthy})
             latency_ms = max(1.0, 3 * healthy["p99_ms"])
             spec = f"latency:latency_ms={latency_ms:.3f}"
@@ -101,7 +121,7 @@ def cassandra_rows(threads: int, calls: int, hedge: dict[str, Any],
             for mode, options in (("off", {}), ("on", hedge),
                                   (f"on, fixed {healthy['p99_ms']} ms, budget 50 %", fixed)):
                 with proxy(upstream, spec) as address:
-                    row = load(_client(address, threads, **options), get, threads, calls)
+                    row = measured(address, **options)
                 rows.append({"fault": "cassandra: 1 of 3 coordinators slow", "hedging": mode,
                              **row})
         finally:
