@@ -196,13 +196,18 @@ def _datastore(row: dict[str, Any]) -> str:
     return name if name in DATASTORES else "memcached"
 
 
+def _kept(old: dict[str, Any], new: dict[str, Any], datastores: tuple[str, ...]
+          ) -> dict[str, Any]:
+    return {**{k: v for k, v in old.items() if k not in datastores}, **new}
+
+
 def merge(old: dict[str, Any], datastores: tuple[str, ...], rows: list[dict[str, Any]],
           toxic_ms: dict[str, float]) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """The rows and toxic figures of this run (of ``datastores``) with those of the
     other datastores from the ``old`` results, in :data:`DATASTORES` order."""
     kept = [r for r in old.get("rows", []) if _datastore(r) not in datastores]
-    old_toxic = old.get("settings", {}).get("latency_toxic_ms_by_datastore", {})
-    toxic_ms = {**{k: v for k, v in old_toxic.items() if k not in datastores}, **toxic_ms}
+    toxic_ms = _kept(old.get("settings", {}).get("latency_toxic_ms_by_datastore", {}),
+                     toxic_ms, datastores)
     order = {name: i for i, name in enumerate(DATASTORES)}
     merged = sorted(kept + rows, key=lambda r: order[_datastore(r)])  # stable sort
     return merged, dict(sorted(toxic_ms.items(), key=lambda kv: order.get(kv[0], 99)))
@@ -231,9 +236,16 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
         else:
             more, toxic_ms[name] = _search_rows(name, threads, max(50, calls // 5), hedge)
         rows += [{"datastore": name, **r} for r in more]
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    loads = {name: load for name in datastores}
     previous = out / "results.json"
     if previous.exists():
-        rows, toxic_ms = merge(json.loads(previous.read_text()), datastores, rows, toxic_ms)
+        old = json.loads(previous.read_text())
+        rows, toxic_ms = merge(old, datastores, rows, toxic_ms)
+        machine = old.get("machine", {})
+        before = machine.get("load average at start by datastore") or {
+            name: machine.get("load average at start", "?") for name in toxic_ms}
+        loads = _kept(before, loads, datastores)
     latency_ms = toxic_ms.get("memcached", 0.0)
     result = {
         "settings": {"threads": threads, "calls_per_thread": calls,
@@ -243,13 +255,21 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
                      "hedge": "quantile 0.95 of the last 1000 calls, min_delay 0.2 ms, "
                               "budget 5 % + 1/s over 10 s"},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load average at start": " ".join(f"{x:.1f}" for x in os.getloadavg())},
+                    "load average at start": load,
+                    "load average at start by datastore": loads},
         "rows": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(markdown(result))
     return result
+
+
+def _loads(machine: dict[str, Any]) -> str:
+    by = machine.get("load average at start by datastore")
+    if not by or len(set(by.values())) == 1:
+        return str(machine["load average at start"])
+    return ", ".join(f"{v} ({k} run)" for k, v in by.items())
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -274,7 +294,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Machine: Python {python}, {cpus} CPUs, load average at start {load} (shared with "
         "other work).".format(python=result["machine"]["python"],
                               cpus=result["machine"]["cpus"],
-                              load=result["machine"]["load average at start"]),
+                              load=_loads(result["machine"])),
         "",
         "| fault | hedging | p50 | p99 | max | hedges won / sent | extra load |",
         "|---|---|---|---|---|---|---|",
