@@ -39,7 +39,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hedging", action="store_true",
                         help="instead: p99 of reads with and without hedging under a slow "
                         "node and slow connections (benchmarks/results/hedging; --datastores "
-                        "memcached,elasticsearch,opensearch)")
+                        "memcached,elasticsearch,opensearch,cassandra; the rows of the others "
+                        "are kept)")
 
 
 def output_dir(args: argparse.Namespace) -> Path:

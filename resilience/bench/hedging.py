@@ -187,13 +187,40 @@ def _search_rows(name: str, threads: int, calls: int, hedge: dict[str, Any]
     return rows, latency_ms
 
 
+DATASTORES = ("memcached", "elasticsearch", "opensearch", "cassandra")
+
+
+def _datastore(row: dict[str, Any]) -> str:
+    # Rows before the "datastore" key: the search ones are prefixed "<name>: ".
+    name = row.get("datastore") or row["fault"].partition(": ")[0]
+    return name if name in DATASTORES else "memcached"
+
+
+def _kept(old: dict[str, Any], new: dict[str, Any], datastores: tuple[str, ...]
+          ) -> dict[str, Any]:
+    return {**{k: v for k, v in old.items() if k not in datastores}, **new}
+
+
+def merge(old: dict[str, Any], datastores: tuple[str, ...], rows: list[dict[str, Any]],
+          toxic_ms: dict[str, float]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The rows and toxic figures of this run (of ``datastores``) with those of the
+    other datastores from the ``old`` results, in :data:`DATASTORES` order."""
+    kept = [r for r in old.get("rows", []) if _datastore(r) not in datastores]
+    toxic_ms = _kept(old.get("settings", {}).get("latency_toxic_ms_by_datastore", {}),
+                     toxic_ms, datastores)
+    order = {name: i for i, name in enumerate(DATASTORES)}
+    merged = sorted(kept + rows, key=lambda r: order[_datastore(r)])  # stable sort
+    return merged, dict(sorted(toxic_ms.items(), key=lambda kv: order.get(kv[0], 99)))
+
+
 def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
                 datastores: tuple[str, ...] = ("memcached",)) -> dict[str, Any]:
-    """Run the rows of ``datastores`` (memcached, elasticsearch, opensearch), write
-    ``results.json`` and ``results.md`` under ``out``; return them."""
-    unknown = set(datastores) - {"memcached", "elasticsearch", "opensearch"}
+    """Run the rows of ``datastores`` (memcached, elasticsearch, opensearch, cassandra),
+    write ``results.json`` and ``results.md`` under ``out``; return them. The rows of
+    the datastores not run this time are kept from the ``results.json`` already there."""
+    unknown = set(datastores) - set(DATASTORES)
     if unknown:
-        raise ValueError(f"--hedging measures memcached, elasticsearch and opensearch, "
+        raise ValueError(f"--hedging measures {', '.join(DATASTORES)}, "
                          f"not {', '.join(sorted(unknown))}")
     hedge = {"hedge_enabled": True, "hedge_min_delay": 0.0002}
     rows: list[dict[str, Any]] = []
@@ -201,9 +228,24 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
     for name in datastores:
         if name == "memcached":
             more, toxic_ms[name] = _memcached_rows(threads, calls, hedge)
+        elif name == "cassandra":
+            from resilience.bench.hedging_cassandra import cassandra_rows
+
+            more, toxic_ms[name] = cassandra_rows(threads, max(50, calls // 5), hedge,
+                                                  _load, _proxy)
         else:
             more, toxic_ms[name] = _search_rows(name, threads, max(50, calls // 5), hedge)
-        rows += more
+        rows += [{"datastore": name, **r} for r in more]
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    loads = {name: load for name in datastores}
+    previous = out / "results.json"
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        rows, toxic_ms = merge(old, datastores, rows, toxic_ms)
+        machine = old.get("machine", {})
+        before = machine.get("load average at start by datastore") or {
+            name: machine.get("load average at start", "?") for name in toxic_ms}
+        loads = _kept(before, loads, datastores)
     latency_ms = toxic_ms.get("memcached", 0.0)
     result = {
         "settings": {"threads": threads, "calls_per_thread": calls,
@@ -213,7 +255,8 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
                      "hedge": "quantile 0.95 of the last 1000 calls, min_delay 0.2 ms, "
                               "budget 5 % + 1/s over 10 s"},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load average at start": " ".join(f"{x:.1f}" for x in os.getloadavg())},
+                    "load average at start": load,
+                    "load average at start by datastore": loads},
         "rows": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -222,11 +265,18 @@ def run_hedging(out: Path = OUT, *, threads: int = 4, calls: int = 500,
     return result
 
 
+def _loads(machine: dict[str, Any]) -> str:
+    by = machine.get("load average at start by datastore")
+    if not by or len(set(by.values())) == 1:
+        return str(machine["load average at start"])
+    return ", ".join(f"{v} ({k} run)" for k, v in by.items())
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results as a Markdown table (what results.md holds)."""
     s = result["settings"]
     toxic = s.get("latency_toxic_ms_by_datastore", {"memcached": s["latency_toxic_ms"]})
-    search = [name for name in toxic if name != "memcached"]
+    search = [name for name in toxic if name not in ("memcached", "cassandra")]
     lines = [
         "# Hedged reads: p99 with and without hedging",
         "",
@@ -236,11 +286,15 @@ def markdown(result: dict[str, Any]) -> str:
         + "".join(f"{name}: {s['threads']} threads x {max(50, s['calls_per_thread'] // 5)} "
                   f"gets of one document from two nodes (two proxies in front of one "
                   f"server), toxic {toxic[name]} ms on one. " for name in search)
+        + (f"cassandra: {s['threads']} threads x {max(50, s['calls_per_thread'] // 5)} "
+           f"prepared SELECTs at ONE from a 3-node ring (RF 3), toxic {toxic['cassandra']} ms "
+           "on one coordinator (a proxy in front of its native port). "
+           if "cassandra" in toxic else "")
         +
         "Machine: Python {python}, {cpus} CPUs, load average at start {load} (shared with "
         "other work).".format(python=result["machine"]["python"],
                               cpus=result["machine"]["cpus"],
-                              load=result["machine"]["load average at start"]),
+                              load=_loads(result["machine"])),
         "",
         "| fault | hedging | p50 | p99 | max | hedges won / sent | extra load |",
         "|---|---|---|---|---|---|---|",
@@ -249,4 +303,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['fault']} | {r['hedging']} | {r['p50_ms']} ms | {r['p99_ms']} ms "
                      f"| {r['max_ms']} ms | {r['hedges_won']} / {r['hedges']} "
                      f"| {r['extra_load_pct']} % |")
+    shares = [r for r in result["rows"] if "answered_by_slow_host_pct" in r]
+    if shares:
+        lines += ["", "Cassandra, share of the answers that came from the slow coordinator: "
+                  + ", ".join(f"{r['fault'].partition(': ')[2]} / hedging {r['hedging']}: "
+                              f"{r['answered_by_slow_host_pct']} %" for r in shares) + "."]
     return "\n".join(lines) + "\n"

@@ -67,3 +67,19 @@ def test_hedging_quick_run_writes_its_rows(memcached: object, tmp_path: Path,
             assert row["hedges"] == 0
         assert row["extra_load_pct"] <= 5.0 + 100.0 * 10 / 400  # the budget and its floor
     assert "| node slow | on |" in (tmp_path / "results.md").read_text()
+
+
+def test_a_hedging_run_of_one_datastore_keeps_the_rows_of_the_others() -> None:
+    from resilience.bench.hedging import merge
+
+    old = {"settings": {"latency_toxic_ms_by_datastore": {"memcached": 20.0,
+                                                          "elasticsearch": 70.0}},
+           "rows": [{"fault": "none", "hedging": "off"},
+                    {"fault": "elasticsearch: none", "hedging": "off"},
+                    {"fault": "cassandra: none", "hedging": "off", "p99_ms": 1.0}]}
+    new = [{"datastore": "cassandra", "fault": "cassandra: none", "hedging": "off",
+            "p99_ms": 2.0}]
+    rows, toxic = merge(old, ("cassandra",), new, {"cassandra": 9.0})
+    assert [r["fault"] for r in rows] == ["none", "elasticsearch: none", "cassandra: none"]
+    assert rows[-1]["p99_ms"] == 2.0  # the old cassandra row is replaced, not kept
+    assert toxic == {"memcached": 20.0, "elasticsearch": 70.0, "cassandra": 9.0}

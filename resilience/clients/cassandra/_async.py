@@ -23,9 +23,10 @@ from typing import Any
 
 from resilience.clients._base import _CallerError
 from resilience.clients.cassandra._common import CassandraBase, Request
+from resilience.clients.cassandra._hedged import AsyncHedging
 from resilience.clients.cassandra._probe import outcome, send_probe
 from resilience.clients.cassandra._result import AsyncResult
-from resilience.clients.cassandra._send import Flight, Sender
+from resilience.clients.cassandra._send import Flight
 from resilience.core.deadline import deadline as _ambient
 from resilience.errors import ResilienceError
 
@@ -39,7 +40,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class AsyncCassandra(Sender, CassandraBase[Any]):
+class AsyncCassandra(AsyncHedging, CassandraBase[Any]):
     """Cassandra for asyncio; the arguments and methods are those of
     :class:`~resilience.clients.cassandra.Cassandra`, awaited."""
 

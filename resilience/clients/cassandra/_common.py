@@ -28,6 +28,7 @@ from resilience.clients.cassandra._options import CassandraOptions
 from resilience.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.events import EventBus
+from resilience.core.hedge import HedgePolicy
 from resilience.core.retry import default_is_transient
 from resilience.errors import BackendError, CircuitOpenError, ConfigError, ResilienceError
 
@@ -76,6 +77,12 @@ class Request:
         self.paging_state = paging_state
         self.failed_host: Any = None
 
+    def replan(self, plan: Any) -> list[Any]:
+        """The query plan of a retry: the host whose attempt failed last goes last."""
+        host = self.failed_host
+        hosts = list(plan)
+        return [h for h in hosts if h != host] + [h for h in hosts if h == host]
+
 
 class CassandraBase(ClientBase[D]):
     """What the sync and async Cassandra clients share: hosts, statements, errors.
@@ -120,6 +127,14 @@ class CassandraBase(ClientBase[D]):
         from cassandra.query import BatchStatement, PreparedStatement, SimpleStatement
 
         self._statement_types = (BatchStatement, PreparedStatement, SimpleStatement)
+        # Hedged SELECT (opt-in, docs/hedging.md): the hedged methods are swapped in
+        # here, so with hedging off the read path is untouched (._hedged).
+        self._hedge = HedgePolicy(opts.hedge, clock) if opts.hedge.enabled else None
+        if self._hedge is not None:
+            self._enable_hedging()
+
+    def _enable_hedging(self) -> None:
+        raise NotImplementedError
 
     # ---- the client contract ----------------------------------------------------------
 

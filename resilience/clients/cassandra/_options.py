@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resilience.config import BreakerOptions, ClientOptions, group, option, register_client
+from resilience.config import (
+    BreakerOptions,
+    ClientOptions,
+    HedgeOptions,
+    group,
+    option,
+    register_client,
+)
 
 __all__ = ["CONSISTENCY_LEVELS", "CassandraOptions", "check_contact_point"]
 
@@ -78,4 +85,8 @@ class CassandraOptions(ClientOptions):
     executor_threads: int = option(
         2, "EXECUTOR_THREADS", "int", "driver worker threads (one multiplexed connection "
         "per host carries the requests)", min=1, max=64, client_only=True,
+    )
+    hedge: HedgeOptions = group(  # noqa: RUF009
+        HedgeOptions, "HEDGE", "hedged SELECT (first page): a second request to another "
+        "coordinator host (docs/hedging.md)"
     )

@@ -52,11 +52,6 @@ def _send_prepare(session: Any, request: Request, host: Any, left: float) -> Any
     return future
 
 
-def _last(plan: Any, host: Any) -> list[Any]:
-    hosts = list(plan)
-    return [h for h in hosts if h != host] + [h for h in hosts if h == host]
-
-
 class Sender:
     """Picks the host and records its outcome; the sync and async clients wait."""
 
@@ -75,7 +70,7 @@ class Sender:
         skipped = 0
         plan = connector.policy.child.make_query_plan(session.keyspace, plan_query)
         if request.failed_host is not None:  # a retry: the host that just failed goes last
-            plan = _last(plan, request.failed_host)
+            plan = request.replan(plan)
         for host in plan:
             index = self._index_of(host)
             breaker = breakers[index]

@@ -25,9 +25,10 @@ from typing import Any
 
 from resilience.clients._base import _CallerError
 from resilience.clients.cassandra._common import CassandraBase, Request
+from resilience.clients.cassandra._hedged import SyncHedging
 from resilience.clients.cassandra._probe import outcome, send_probe
 from resilience.clients.cassandra._result import Result
-from resilience.clients.cassandra._send import Flight, Sender
+from resilience.clients.cassandra._send import Flight
 from resilience.core.deadline import deadline as _ambient
 from resilience.errors import ResilienceError
 
@@ -36,7 +37,7 @@ __all__ = ["Cassandra"]
 _monotonic = time.monotonic
 
 
-class Cassandra(Sender, CassandraBase[Any]):
+class Cassandra(SyncHedging, CassandraBase[Any]):
     """Cassandra through cassandra-driver, every call bounded (sync, thread-safe).
 
     Args:

@@ -244,9 +244,19 @@ def test_async_proxy_faults_end_in_budget_and_close_wakes_a_call(
 
 def test_a_retry_tries_the_host_that_failed_last() -> None:
     """The retry's plan keeps the policy's order but moves the host that just failed to
-    the end (it is still tried when it is the only one)."""
-    from resilience.clients.cassandra._send import _last
+    the end (it is still tried when it is the only one); a hedge's plan leaves the first
+    attempt's host out altogether."""
+    from resilience.clients.cassandra._common import Request
+    from resilience.clients.cassandra._hedged import HedgedRequest, Pair
 
-    assert _last(iter(["a", "b", "c"]), "a") == ["b", "c", "a"]
-    assert _last(iter(["a"]), "a") == ["a"]
-    assert _last(iter(["b", "c"]), "a") == ["b", "c"]
+    def plan(request: Request, hosts: list[str]) -> list[str]:
+        request.failed_host = "a"
+        return request.replan(iter(hosts))
+
+    retry = Request("SELECT 1", None, "select", True)
+    assert plan(retry, ["a", "b", "c"]) == ["b", "c", "a"]
+    assert plan(retry, ["a"]) == ["a"]
+    assert plan(retry, ["b", "c"]) == ["b", "c"]
+    hedge = HedgedRequest(retry, None, Pair(), hedge=True)
+    assert plan(hedge, ["a", "b", "c"]) == ["b", "c"]
+    assert plan(hedge, ["a"]) == []

@@ -92,3 +92,132 @@ def test_frozen_node_reads_go_to_the_other_coordinators(ring: Any, consistency: 
             time.sleep(0.05)
             with contextlib.suppress(ResilienceError):
                 db.execute(get, ("k1",), timeout=1.0)
+
+
+# ---- hedged SELECT (docs/hedging.md#cassandra) ------------------------------------------
+
+HEDGED: dict[str, Any] = {
+    **FAST, "timeout": 3.0, "consistency": "one", "keyspace": "ring_ks",
+    "hedge_enabled": True, "hedge_delay": 0.15, "hedge_budget_ratio": 1.0,
+    # A failure recorded on the frozen host would show in its breaker's window.
+    "breaker_window_size": 20, "breaker_minimum_calls": 20,
+}
+
+
+def _hedge_policy(db: Any) -> Any:
+    from resilience.core.hedge import HedgePolicy
+
+    assert isinstance(db._hedge, HedgePolicy)
+    return db._hedge
+
+
+def _hedged_reads_sync(points: list[str], victim: Any, seen: list[Any]) -> tuple[Any, ...]:
+    from resilience.clients.cassandra import Cassandra
+
+    with Cassandra(points, **HEDGED) as db:
+        db.events.add_listener(seen.append)
+        get = db.prepare("SELECT v FROM kv WHERE k = ?", timeout=10.0)
+        for i in range(9):  # a connection to every host, and the delay's samples
+            db.execute(get, (f"k{i}",), timeout=5.0)
+        out = []
+        # Before the freeze: a request sent while the driver's pool to a host was still
+        # opening counts a failure on that host (it never left), not the hedge's doing.
+        before = db.breaker(f"{victim.host}:{victim.port}").snapshot(time.monotonic())
+        with victim.frozen_for():
+            for i in range(9):
+                began = time.monotonic()
+                result = db.execute(get, (f"k{i}",))
+                out.append((time.monotonic() - began, result.one()[0], result.coordinator))
+        time.sleep(1.0)  # the thawed host's late answers to the abandoned requests
+        return out, _hedge_policy(db), before, db.breaker(
+            f"{victim.host}:{victim.port}").snapshot(time.monotonic())
+
+
+def _hedged_reads_async(points: list[str], victim: Any, seen: list[Any]) -> tuple[Any, ...]:
+    import asyncio
+
+    from resilience.clients.cassandra import AsyncCassandra
+
+    async def main() -> tuple[Any, ...]:
+        async with AsyncCassandra(points, **HEDGED) as db:
+            db.events.add_listener(seen.append)
+            get = await db.prepare("SELECT v FROM kv WHERE k = ?", timeout=10.0)
+            for i in range(9):
+                await db.execute(get, (f"k{i}",), timeout=5.0)
+            out = []
+            before = db.breaker(f"{victim.host}:{victim.port}").snapshot(time.monotonic())
+            with victim.frozen_for():
+                for i in range(9):
+                    began = time.monotonic()
+                    result = await db.execute(get, (f"k{i}",))
+                    out.append((time.monotonic() - began, result.one()[0], result.coordinator))
+            await asyncio.sleep(1.0)
+            return out, _hedge_policy(db), before, db.breaker(
+                f"{victim.host}:{victim.port}").snapshot(time.monotonic())
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_hedged_select_wins_from_another_coordinator(ring: Any, kind: str) -> None:
+    """One node frozen: a SELECT sent to it is hedged to another coordinator, whose
+    answer wins well before the budget; the abandoned attempt on the frozen node (even
+    its late answer after the thaw) records nothing on that host's breaker."""
+    points = [f"{h}:{p}" for h, p in ring.endpoints]
+    victim = ring.members[2]
+    bad = f"{victim.host}:{victim.port}"
+    seen: list[Any] = []
+    run = _hedged_reads_sync if kind == "sync" else _hedged_reads_async
+    out, policy, before, snap = run(points, victim, seen)
+    assert [v for _, v, _ in out] == list(range(9)), out
+    assert all(c != bad for _, _, c in out), out  # every answer came from a live host
+    assert all(wall < HEDGED["timeout"] / 2 for wall, _, _ in out), out
+    assert policy.won >= 1, (policy, out)  # some first attempts went to the frozen host
+    assert sum(e.kind == "hedge" for e in seen) == policy.sent
+    assert all(e.attempt_kind == "hedge" for e in seen if e.kind == "hedge")
+    assert not [e for e in seen if e.kind == "failure"], seen
+    assert snap["state"] == "closed", snap
+    assert snap["failures"] == before["failures"], (before, snap)
+
+
+def test_the_budget_caps_cassandra_hedges(ring: Any) -> None:
+    """A delay every read exceeds: every call wants a hedge; 10 % may have one."""
+    from resilience.clients.cassandra import Cassandra
+
+    points = [f"{h}:{p}" for h, p in ring.endpoints]
+    options = {**HEDGED, "hedge_delay": 0.0005, "hedge_budget_ratio": 0.1,
+               "hedge_budget_min_per_second": 0.0}
+    calls = 40
+    with Cassandra(points, **options) as db:
+        get = db.prepare("SELECT v FROM kv WHERE k = ?", timeout=10.0)
+        seen: list[Any] = []
+        db.events.add_listener(seen.append)
+        for i in range(calls):
+            assert db.execute(get, (f"k{i % 30}",)).one()[0] == i % 30
+        policy = _hedge_policy(db)
+        assert 1 <= policy.sent <= calls * 0.1 + 1, policy
+        assert policy.refused >= calls // 2, policy
+        assert sum(e.kind == "hedge" for e in seen) == policy.sent
+
+
+def test_writes_serial_reads_and_later_pages_never_hedge(ring: Any) -> None:
+    from resilience.clients.cassandra import Cassandra
+
+    points = [f"{h}:{p}" for h, p in ring.endpoints]
+    with Cassandra(points, **{**HEDGED, "hedge_delay": 0.0005}) as db:
+        seen: list[Any] = []
+        db.events.add_listener(seen.append)
+        db.execute("INSERT INTO kv (k, v) VALUES ('w1', 1)", idempotent=True)
+        db.execute("UPDATE kv SET v = 2 WHERE k = 'w1'")
+        db.execute("INSERT INTO kv (k, v) VALUES ('w2', 1) IF NOT EXISTS")
+        db.batch([("INSERT INTO kv (k, v) VALUES (%s, %s)", ("w3", 3))], idempotent=True)
+        db.execute("SELECT v FROM kv WHERE k = 'w1'", consistency="serial")
+        assert db.execute("SELECT v FROM kv WHERE k = 'w1'", idempotent=False).one()[0] == 2
+        policy = _hedge_policy(db)
+        assert policy.sent == policy.refused == 0, policy
+        first = db.execute("SELECT k FROM kv", fetch_size=5)
+        started = policy.sent + policy.refused
+        assert started <= 1, policy  # the first page may be hedged
+        assert len(list(first)) >= 30  # five more pages, none hedged
+        assert policy.sent + policy.refused == started, policy
+        assert sum(e.kind == "hedge" for e in seen) == policy.sent
