@@ -34,7 +34,17 @@ from resilience.errors import (
 if TYPE_CHECKING:
     import tenacity
 
-__all__ = ["Operation"]
+__all__ = ["Operation", "Route"]
+
+Route = Callable[[CircuitBreaker, Callable[[float], Any]],
+                 tuple[CircuitBreaker, Callable[[float], Any]]]
+"""``route(breaker, attempt) -> (breaker, attempt)``: given the breaker and the attempt
+that just failed (transiently, in an idempotent operation), the breaker and attempt the
+next retry uses: the same endpoint or another that serves the same data. Called only
+on the retry path, once per failed attempt, before the retry decision (so the decision
+asks the breaker of the endpoint the retry would go to whether it admits calls). It
+must do no I/O and never raise. The retry keeps the call's deadline, its retry budget,
+its backoff and its bulkhead permit (taken for the first endpoint)."""
 
 
 class Operation:
@@ -57,6 +67,9 @@ class Operation:
         kind: what this operation's first attempt is for metrics and events:
             ``first``, or ``hedge`` for the second attempt of a hedged read
             (:mod:`resilience.core.hedge`).
+        route: where a retry goes (:data:`Route`), for a client with several
+            interchangeable endpoints; None (the default): every retry goes to the
+            breaker and attempt of the first.
 
     Raises:
         ConfigError: timeout is not a number > 0.
@@ -76,6 +89,7 @@ class Operation:
         "monotonic",
         "name",
         "retry",
+        "route",
         "service",
         "timeout",
     )
@@ -96,6 +110,7 @@ class Operation:
         is_failure: Callable[[Exception], bool] | None = None,
         is_failure_result: Callable[[Any], bool] | None = None,
         kind: str = "first",
+        route: Route | None = None,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ConfigError(f"operation {name!r} timeout={timeout!r}: expected seconds > 0")
@@ -115,6 +130,7 @@ class Operation:
         self.is_failure = is_failure
         self.is_failure_result = is_failure_result
         self.kind = kind
+        self.route = route
 
     def __repr__(self) -> str:
         return (

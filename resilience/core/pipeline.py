@@ -10,7 +10,9 @@ The order of docs/architecture.md#what-a-call-does::
     6 retry      idempotent + transient + attempts left + fits the deadline + breaker
                  not open past the backoff + budget: jittered backoff (tenacity
                  decides, this loop sleeps), back to 1 and 3; a retry refused there
-                 ends the retries with the last attempt's error
+                 ends the retries with the last attempt's error. With ``op.route``
+                 each retry may go to another endpoint (its breaker in 3 and 5);
+                 deadline, budget, backoff and bulkhead permit stay the call's
     7 fallback   the operation's, if any; otherwise raise
 
 What counts as a failure: a `BackendError` (what wrappers raise), and any other
@@ -39,6 +41,7 @@ from resilience.core.breaker import CircuitBreaker
 from resilience.core.deadline import DEADLINE
 from resilience.core.operation import (
     Operation,
+    Route,
     _circuit_open,
     _failed,
     _give_up,
@@ -249,28 +252,37 @@ def _retry(
     error: Exception,
 ) -> T:
     # Step 6: tenacity decides (retry? wait? stop?), this loop sleeps and attempts.
+    # With a route (op.route), each retry may go to another endpoint: ``failed`` is the
+    # breaker of the attempt that just failed, ``breaker`` the one the next goes to.
     import tenacity  # first retry only: keeps import resilience light
 
-    engine = retry.retrying(op.clock, at, at - start, breaker.retry_after)
+    route = op.route
+    failed = breaker
+    if route is not None:
+        breaker, attempt = route(failed, attempt)
+    engine = retry.retrying(op.clock, at, at - start, _retry_after(breaker, route, lambda: breaker))
     state = first_outcome(engine, error)
     while True:
         try:
             do = engine.iter(state)  # raises the last error once it gives up
         except Exception as exc:
-            return cast(T, _give_up(op, exc, start, breaker))
+            return cast(T, _give_up(op, exc, start, failed))
         if isinstance(do, tenacity.DoSleep):
             _retrying(op, breaker, state, float(do), start)
             op.clock.sleep(do)
         elif isinstance(do, tenacity.DoAttempt):
             permit = _permit(op, breaker, at, start)
             if permit is None:  # refused, no I/O: the last real failure is the outcome
-                return cast(T, _give_up(op, error, start, breaker))
+                return cast(T, _give_up(op, error, start, failed))
             try:
                 now = op.clock.monotonic()
                 state.set_result(_attempt(op, breaker, permit, attempt, at, start, now))
             except Exception as exc:
                 error = exc
                 state.set_exception((type(exc), exc, exc.__traceback__))
+                failed = breaker
+                if route is not None:
+                    breaker, attempt = route(failed, attempt)
         else:
             return cast(T, do)
 
@@ -286,28 +298,45 @@ async def _aretry(
 ) -> T:
     import tenacity
 
-    engine = retry.retrying(op.clock, at, at - start, breaker.retry_after)
+    route = op.route
+    failed = breaker
+    if route is not None:
+        breaker, attempt = route(failed, attempt)
+    engine = retry.retrying(op.clock, at, at - start, _retry_after(breaker, route, lambda: breaker))
     state = first_outcome(engine, error)
     while True:
         try:
             do = engine.iter(state)
         except Exception as exc:
-            return cast(T, _give_up(op, exc, start, breaker))
+            return cast(T, _give_up(op, exc, start, failed))
         if isinstance(do, tenacity.DoSleep):
             _retrying(op, breaker, state, float(do), start)
             await op.clock.asleep(do)
         elif isinstance(do, tenacity.DoAttempt):
             permit = _permit(op, breaker, at, start)
             if permit is None:  # refused, no I/O: the last real failure is the outcome
-                return cast(T, _give_up(op, error, start, breaker))
+                return cast(T, _give_up(op, error, start, failed))
             try:
                 now = op.clock.monotonic()
                 state.set_result(await _aattempt(op, breaker, permit, attempt, at, start, now))
             except Exception as exc:
                 error = exc
                 state.set_exception((type(exc), exc, exc.__traceback__))
+                failed = breaker
+                if route is not None:
+                    breaker, attempt = route(failed, attempt)
         else:
             return cast(T, do)
+
+
+def _retry_after(breaker: CircuitBreaker, route: Route | None,
+                 current: Callable[[], CircuitBreaker]) -> Callable[[float], float]:
+    # The retry engine's "still open after the backoff?" check: of the one breaker, or,
+    # with a route, of whichever breaker the next retry goes to (``current()`` reads
+    # the loop's variable, which the route rebinds after every failed attempt).
+    if route is None:
+        return breaker.retry_after
+    return lambda now: current().retry_after(now)
 
 
 def _attempt(

@@ -7,8 +7,10 @@ resurrection never fail fast). So:
 
 - **Nodes by breaker.** Calls go round-robin to the nodes whose breaker is not open;
   when every breaker is open the call is rejected without I/O (``CircuitOpenError``).
-- **One retry decides.** The driver never retries (``max_retries=0``, no retry on
-  status or timeout); the core retries what :data:`IDEMPOTENT` allows.
+- **One retry decides, on another node.** The driver never retries (``max_retries=0``,
+  no retry on status or timeout); the core retries what :data:`IDEMPOTENT` allows, and
+  with several nodes each retry goes to the next node round-robin whose breaker admits
+  calls (:meth:`SearchBase._route`), under the same deadline, retry budget and backoff.
 - **429 is back-pressure, not a dead node.** A 429 reply is retried inside the attempt
   with full-jitter backoff while the deadline and the retry budget allow (any operation:
   the server did not apply it), counted in :attr:`SearchBase.throttled`; it records a
@@ -35,18 +37,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from resilience.clients._base import ClientBase, _CallerError
 from resilience.clients._errormap import IdempotencyTable, idempotency_table
 from resilience.clients._hedge import deadline_at
 from resilience.clients._search._options import SearchOptions, parse_host
-from resilience.core.breaker import BreakerRegistry, BreakerState
+from resilience.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker
+from resilience.core.bulkhead import Bulkhead
 from resilience.core.clock import SYSTEM_CLOCK, Clock
 from resilience.core.deadline import DEADLINE
 from resilience.core.events import EventBus
 from resilience.core.hedge import HedgePolicy
+from resilience.core.operation import Operation
 from resilience.errors import (
     BackendError,
     BackendTimeoutError,
@@ -313,7 +317,48 @@ class SearchBase(ClientBase[SearchDriver]):
                 "deadline", service=self.service, operation=op)
         return exc
 
+    def _operation(self, name: str, idempotent: bool, bulkhead: Bulkhead | None,
+                   kind: str = "first") -> Operation:
+        # Failover is a route on the operations that retry at all (idempotent, retries
+        # on): the core keeps deciding whether, when and how often to retry, only the
+        # node changes. One node, or an operation that never retries: no route.
+        operation = super()._operation(name, idempotent, bulkhead, kind)
+        if operation.retry is not None and len(self._urls) > 1:
+            operation.route = self._route
+        return operation
+
     # ---- node choice ---------------------------------------------------------------
+
+    def _route(self, failed: CircuitBreaker, attempt: Callable[[float], Any]
+               ) -> tuple[CircuitBreaker, Callable[[float], Any]]:
+        """Where the retry of an attempt that failed on ``failed`` goes (the core's
+        :data:`~resilience.core.operation.Route`): the same attempt on the next node,
+        round-robin from the failed one, whose breaker admits calls.
+
+        Round-robin from the node that just failed visits every other node before it
+        comes back, so a retry never returns to a node that failed in this call while
+        another admits calls; with every other breaker open the retry stays where it
+        was (the core then stops if that breaker is open too). Why a core route and not
+        a failover loop here: the retry decision (transient? attempts left? fits the
+        deadline after the backoff? budget?) stays in one place, the healthy path is
+        the same code (the route runs only after a failed attempt), and each attempt's
+        outcome goes to its own node's breaker through the pipeline's own recording.
+        The bulkhead permit taken for the first node covers the call; the other node's
+        connection pool still bounds its connections (``pool_timeout``).
+        """
+        breakers = self._breakers
+        n = len(breakers)
+        # ``attempt`` is the client base's partial(_attempt, client, index, fn, op).
+        args = attempt.args  # type: ignore[attr-defined]
+        index: int = args[1]
+        now = self._clock.monotonic()
+        for k in range(1, n):
+            i = (index + k) % n
+            if breakers[i].state(now) not in _BLOCKED:
+                return breakers[i], partial(attempt.func, args[0], i,  # type: ignore[attr-defined]
+                                            *args[2:])
+        return failed, attempt
+
 
     def _pick(self) -> int:
         """The next node, round-robin, skipping nodes whose breaker is open."""
