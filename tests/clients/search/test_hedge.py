@@ -53,6 +53,8 @@ def test_reads_hedged_to_the_fast_node_win_and_the_slow_one_records_nothing(
     client.wrapped.events.add_listener(seen.append)
     client.get(index=INDEX, id="1")  # connect both paths outside the fault
     client.get(index=INDEX, id="1")
+    # A loaded machine may make a warm-up call hedge (and win): count from here.
+    won_before, sent_before = _policy(client).won, _policy(client).sent
     slow.add(toxics.Latency(latency_ms=SLOW_MS))
     durations = []
     for n in range(4):  # round robin: two of them start on the slow node
@@ -67,7 +69,9 @@ def test_reads_hedged_to_the_fast_node_win_and_the_slow_one_records_nothing(
         durations.append(time.monotonic() - began)
     assert max(durations) < SLOW_MS / 1000 / 2, durations
     policy = _policy(client)
-    assert policy.won == 2 and policy.sent >= 2, policy
+    # The two calls that started on the slow node were won by their hedge (a call that
+    # started on the fast node may hedge too on a loaded machine, and may even win).
+    assert policy.won - won_before >= 2 and policy.sent - sent_before >= 2, policy
     hedges = [e for e in seen if e.kind == "hedge"]
     assert sum(e.endpoint == f"{fast.host}:{fast.port}" for e in hedges) >= 2, hedges
     assert not any(e.kind == "failure" for e in seen)
