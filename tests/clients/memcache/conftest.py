@@ -7,8 +7,6 @@ scenario is written once and runs against each.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 
 from resilience.clients.memcache import AsyncMemcache, Memcache
 
+from .._blocking import Blocking, blocking_factory
 from .._budget import Outcome, check_within_budget
 from .._budget import open_fds as open_fds
 from .._budget import thread_count as thread_count
@@ -62,39 +61,12 @@ def make_cache() -> Iterator[Callable[..., Memcache]]:
         cache.close()
 
 
-class Client:
-    """A Memcache or an AsyncMemcache behind one blocking interface.
+class Client(Blocking):
+    """A Memcache or an AsyncMemcache behind one blocking interface (``.cache``)."""
 
-    Every public method of the wrapper is reachable as an attribute; for the async one
-    the coroutine is run to completion on the test's own event loop (so an ambient
-    ``resilience.deadline`` of the caller applies: the task copies the context).
-    """
-
-    def __init__(self, cache: Memcache | AsyncMemcache,
-                 loop: asyncio.AbstractEventLoop | None) -> None:
-        self.cache = cache
-        self.loop = loop
-        self.is_async = loop is not None
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.cache, name)
-        if not callable(attr):
-            return attr
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            if self.loop is not None and inspect.isawaitable(result):
-                return self.loop.run_until_complete(result)
-            return result
-
-        return run
-
-    def close(self) -> None:
-        if isinstance(self.cache, AsyncMemcache):
-            assert self.loop is not None
-            self.loop.run_until_complete(self.cache.aclose())
-        else:
-            self.cache.close()
+    @property
+    def cache(self) -> Memcache | AsyncMemcache:
+        return self.wrapped  # type: ignore[no-any-return]
 
 
 MakeClient = Callable[..., Client]
@@ -104,22 +76,7 @@ MakeClient = Callable[..., Client]
 def make_client(request: pytest.FixtureRequest) -> Iterator[MakeClient]:
     """Factory: ``make_client(["h:p"], **options)`` -> a :class:`Client` with FAST
     defaults over Memcache (``[sync]``) or AsyncMemcache (``[async]``)."""
-    loop = asyncio.new_event_loop() if request.param == "async" else None
-    made: list[Client] = []
-
-    def make(servers: list[str], **options: Any) -> Client:
-        kind = AsyncMemcache if loop is not None else Memcache
-        client = Client(kind(servers, **{**FAST, **options}), loop)
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            client.close()
-        if loop is not None:
-            loop.close()
+    yield from blocking_factory(request.param, Client, Memcache, AsyncMemcache, FAST)
 
 
 def assert_within_budget(outcomes: Sequence[Outcome], budget: float = BUDGET,

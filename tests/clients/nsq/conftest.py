@@ -7,8 +7,6 @@ read nsqd's own counters (``/stats``), so "acknowledged" is checked at the serve
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import itertools
 import json
 import os
@@ -20,6 +18,7 @@ import pytest
 
 from resilience.clients.nsq import AsyncPublisher, Publisher
 
+from .._blocking import Blocking, blocking_factory
 from .._budget import Outcome, check_within_budget
 from .._budget import open_fds as open_fds
 from .._budget import thread_count as thread_count
@@ -51,32 +50,12 @@ def new_topic(prefix: str = "t") -> str:
     return f"{prefix}-{os.getpid()}-{next(_topics)}"
 
 
-class Pub:
-    """A Publisher or an AsyncPublisher behind one blocking interface."""
+class Pub(Blocking):
+    """A Publisher or an AsyncPublisher behind one blocking interface (``.pub``)."""
 
-    def __init__(self, pub: Publisher | AsyncPublisher,
-                 loop: asyncio.AbstractEventLoop | None) -> None:
-        self.pub, self.loop, self.is_async = pub, loop, loop is not None
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.pub, name)
-        if not callable(attr):
-            return attr
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            if self.loop is not None and inspect.isawaitable(result):
-                return self.loop.run_until_complete(result)
-            return result
-
-        return run
-
-    def close(self) -> None:
-        if isinstance(self.pub, AsyncPublisher):
-            assert self.loop is not None
-            self.loop.run_until_complete(self.pub.aclose())
-        else:
-            self.pub.close()
+    @property
+    def pub(self) -> Publisher | AsyncPublisher:
+        return self.wrapped  # type: ignore[no-any-return]
 
 
 MakePub = Callable[..., Pub]
@@ -86,22 +65,7 @@ MakePub = Callable[..., Pub]
 def make_publisher(request: pytest.FixtureRequest) -> Iterator[MakePub]:
     """Factory: ``make_publisher(["h:p", ...], **options)`` -> a :class:`Pub` with FAST
     defaults over Publisher (``[sync]``) or AsyncPublisher (``[async]``)."""
-    loop = asyncio.new_event_loop() if request.param == "async" else None
-    made: list[Pub] = []
-
-    def make(nsqd: list[str], **options: Any) -> Pub:
-        kind = AsyncPublisher if loop is not None else Publisher
-        pub = Pub(kind(nsqd, **{**FAST, **options}), loop)
-        made.append(pub)
-        return pub
-
-    try:
-        yield make
-    finally:
-        for pub in made:
-            pub.close()
-        if loop is not None:
-            loop.close()
+    yield from blocking_factory(request.param, Pub, Publisher, AsyncPublisher, FAST)
 
 
 def stats(http_address: str, topic: str) -> dict[str, Any]:
