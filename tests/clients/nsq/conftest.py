@@ -82,6 +82,14 @@ def message_count(http_address: str, topic: str) -> int:
     return int(stats(http_address, topic).get("message_count", 0))
 
 
+def finished(http_address: str, topic: str, channel: str) -> int:
+    """Messages nsqd counts as FINished on ``channel`` of ``topic`` by the clients
+    connected now (nsqd keeps the count per client connection)."""
+    channels = stats(http_address, topic).get("channels") or []
+    return sum(int(client.get("finish_count", 0)) for c in channels
+               if c["channel_name"] == channel for client in c.get("clients") or [])
+
+
 def create_channel(http_address: str, topic: str, channel: str) -> None:
     """Create ``topic`` and ``channel`` on one nsqd, so no message is published before
     the consumer's channel exists (a channel created later misses earlier messages)."""

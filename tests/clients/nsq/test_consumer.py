@@ -22,7 +22,7 @@ from resilience.clients.nsq import (
     Publisher,
 )
 
-from .conftest import create_channel, message_count, new_topic
+from .conftest import create_channel, finished, message_count, new_topic
 
 QUICK: dict[str, Any] = {"environ": {}, "requeue_delay": 0.05, "max_requeue_delay": 0.2,
                          "reconnect_interval": 0.2, "heartbeat_interval": 1.0}
@@ -206,6 +206,9 @@ def test_consumer_whose_nsqd_freezes_mid_stream_keeps_the_other_and_resumes(nsq:
                   nsqd=nsq.nsqd_tcp_addresses, msg_timeout=1.0, **QUICK) as consumer:
         one.publish(topic, b"a1")
         assert wait_for(lambda: got == [b"a1"])
+        # The handler has run, but nsqd may not have read the FIN yet; frozen with a1 in
+        # flight past msg_timeout, nsqd would rightly deliver it again after the thaw.
+        assert wait_for(lambda: finished(first.http_address, topic, "c") == 1)
         first.freeze()
         try:
             two.publish(topic, b"b1")
