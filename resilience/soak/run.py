@@ -48,6 +48,11 @@ class _Run:
         self.suspects: deque[tuple[Target, str, float, float, float, str]] = deque(
             maxlen=100_000)
         self.violation_count = 0
+        # Outcomes of calls begun in the healthy tail, and the breakers as it began: what
+        # a breaker that does not close did meanwhile (docs/soak.md#reading-a-failed-run).
+        self.tail_from = float("inf")
+        self.tail_outcomes: dict[str, dict[str, int]] = {}
+        self.tail_breakers: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def offset(self) -> float:
@@ -67,6 +72,10 @@ class _Run:
         """Count one call of ``t1 - t0`` seconds (``perf_counter``) that began ``began``
         seconds into the run; one past the limit is judged later (:meth:`judge`)."""
         self.stats[(target.name, mode)].record(outcome, t1 - t0)
+        if began >= self.tail_from:
+            with self._lock:
+                counts = self.tail_outcomes.setdefault(f"{target.name} {mode}", {})
+                counts[outcome] = counts.get(outcome, 0) + 1
         if t1 - t0 > self.config.limit:
             self.suspects.append((target, mode, began, t0, t1, outcome))
         if outcome.startswith("unexpected:"):
@@ -242,6 +251,8 @@ def _soak(config: SoakConfig, targets: list[Target], loop: _Loop,
         log(f"faults from {fault_start:.1f} s for {config.fault_phase:.1f} s")
         for r in runners.values():
             r.join(config.fault_phase + 30.0)
+        run.tail_breakers = {t.name: t.breaker_snapshots() for t in targets}
+        run.tail_from = run.offset()
         run.stop.wait(max(0.0, config.seconds - run.offset()))
     finally:
         for r in runners.values():
@@ -257,6 +268,23 @@ def _soak(config: SoakConfig, targets: list[Target], loop: _Loop,
     return _results(run, targets, runners, fault_start, sampler, last_open, open_samples, lag)
 
 
+def _diagnosis(run: _Run, t: Target) -> dict[str, Any]:
+    # For a datastore whose breakers are not closed at the end: what its calls in the
+    # tail ended with, and per breaker its state changes in the tail (generations),
+    # probes in flight (a permit never handed back would show here) and probe successes.
+    before = run.tail_breakers.get(t.name, {})
+    breakers = {}
+    for key, snap in t.breaker_snapshots().items():
+        gen0 = before.get(key, {}).get("generation", snap["generation"])
+        breakers[key] = {"state": snap["state"], "changes_in_tail": snap["generation"] - gen0,
+                         "probes_in_flight": snap["probes_in_flight"],
+                         "probe_successes": snap["probe_successes"],
+                         "open_interval_s": round(snap["open_interval"], 3)}
+    outcomes = {key.split(" ", 1)[1]: counts for key, counts in run.tail_outcomes.items()
+                if key.split(" ", 1)[0] == t.name}
+    return {"tail_outcomes": outcomes, "breakers_at_end": breakers}
+
+
 def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner],
              fault_start: float, sampler: ResourceSampler, last_open: dict[str, float],
              open_samples: dict[str, int], lag: LagProbe) -> dict[str, Any]:
@@ -270,6 +298,7 @@ def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner
         removes = [off for off, action, _ in runner.log if action == "remove"]
         healed = fault_start + (removes[-1] if removes else 0.0)
         open_at_end = t.open_breakers()
+        diagnosis = _diagnosis(run, t) if open_at_end else {}
         still_open = bool(open_at_end)
         took = (end - healed if still_open else max(0.0, last_open[t.name] + 0.02 - healed))
         probe = t.has_health_probe()
@@ -279,7 +308,8 @@ def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner
                             "still_open_at_end": still_open, "open_at_end": open_at_end,
                             "met": met,
                             "health_probe": probe, "enforced": enforced,
-                            "open_share": round(open_samples[t.name] * 0.02 / end, 4)}
+                            "open_share": round(open_samples[t.name] * 0.02 / end, 4),
+                            **diagnosis}
         if not met and enforced:
             run.violate("recovery", t.name, healed,
                         f"breakers closed {took:.2f} s after the last heal "

@@ -67,6 +67,14 @@ class Target:
                     found.append(f"{mode} {endpoint} {state.value}")
         return found
 
+    def breaker_snapshots(self) -> dict[str, dict[str, Any]]:
+        """``{"sync host:port": breaker snapshot}`` for every breaker of both clients
+        (state, probes in flight, generation: the diagnosis of one that stays open)."""
+        now = time.monotonic()
+        return {f"{mode} {endpoint}": client.breaker(endpoint).snapshot(now)
+                for mode, client in (("sync", self.sync_client), ("async", self.async_client))
+                for endpoint in client.endpoints}
+
     def breakers_closed(self) -> bool:
         """Whether every breaker of both clients is closed now."""
         return not self.open_breakers()
