@@ -226,13 +226,40 @@ def _peers(host: str, port: int) -> dict[str, tuple[Callable[[], object], Callab
     }
 
 
-MANY_KEYS = [f"bench:many:{i}" for i in range(10)]
-MANY_OP = "get_many (10 keys, 3 nodes)"
+MANY = 10  # keys per get_many
+MANY_OP = f"get_many ({MANY} keys, 3 nodes)"
+
+
+def spread_keys(owners: Sequence[Callable[[str], object]], nodes: int,
+                count: int = MANY) -> list[str]:
+    """``count`` keys of the form ``bench:many:N`` that every placement in ``owners``
+    spreads over all ``nodes`` (placement hashes the nodes' ports, which the harness
+    picks at random, so a fixed key list may leave a node out).
+
+    Raises:
+        RuntimeError: no such keys among the first 10 000 candidates.
+    """
+    keys: list[str] = []
+    spare: list[str] = []
+    seen: list[set[object]] = [set() for _ in owners]
+    for i in range(10_000):
+        key = f"bench:many:{i}"
+        homes = [owner(key) for owner in owners]
+        if any(h not in s for h, s in zip(homes, seen, strict=True)):  # at most nodes x owners
+            keys.append(key)
+            for h, s in zip(homes, seen, strict=True):
+                s.add(h)
+        else:
+            spare.append(key)
+        if all(len(s) == nodes for s in seen) and len(keys) + len(spare) >= count:
+            return (keys + spare)[:max(count, len(keys))]
+    raise RuntimeError(f"no {count} keys reach all {nodes} nodes under every placement")
 
 
 def _many_peers(nodes: Sequence[tuple[str, int]]) -> dict[str, Callable[[], object]]:
-    """``get_many`` of MANY_KEYS: pymemcache's HashClient (baseline) and the wrapper, on
-    the same nodes; each spreads the keys over all of them (checked)."""
+    """``get_many`` of :data:`MANY` keys: pymemcache's HashClient (baseline) and the
+    wrapper, on the same nodes; the keys are chosen so each spreads them over all nodes,
+    and stored on the node each placement puts them on."""
     from pymemcache.client.hash import HashClient
 
     from resilience.clients.memcache import Memcache
@@ -241,15 +268,15 @@ def _many_peers(nodes: Sequence[tuple[str, int]]) -> dict[str, Callable[[], obje
                         default_noreply=False)
     cache = Memcache([f"{h}:{p}" for h, p in nodes], timeout=1.0, connect_timeout=1.0,
                      environ={})
-    for owner in (hashed.hasher.get_node, cache.node_for):
-        if len({owner(k) for k in MANY_KEYS}) != len(nodes):
-            raise RuntimeError("the get_many keys do not reach every node")
+    keys = spread_keys((hashed.hasher.get_node, cache.node_for), len(nodes))
+    for h, p in nodes:
+        _store(h, p, keys)
     peers: dict[str, Callable[[], Any]] = {
-        "HashClient": lambda: hashed.get_many(MANY_KEYS),
-        "wrapper": lambda: cache.get_many(MANY_KEYS),
+        "HashClient": lambda: hashed.get_many(keys),
+        "wrapper": lambda: cache.get_many(keys),
     }
     for name, fn in peers.items():  # hits on every node, or the rows measure misses
-        if len(fn()) != len(MANY_KEYS):
+        if len(fn()) != len(keys):
             raise RuntimeError(f"{name}: get_many did not find every benchmark key")
     return peers
 
@@ -285,8 +312,6 @@ def _get_many_rows(host: str, port: int, cycles: int, per_round: int) -> list[Ov
         for server in extra:
             server.start(timeout=15.0)
         nodes = [(host, port), *((s.host, s.port) for s in extra)]
-        for h, p in nodes:
-            _store(h, p, MANY_KEYS)
         return interleave("memcached", MANY_OP, _many_peers(nodes), cycles, per_round)
     finally:
         for server in extra:

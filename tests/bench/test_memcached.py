@@ -64,3 +64,22 @@ def test_the_get_many_rows_compare_the_wrapper_with_hashclient_over_three_nodes(
     assert [(r.operation, r.subject) for r in rows] == [(MANY_OP, "HashClient"),
                                                         (MANY_OP, "wrapper")]
     assert rows[0].ratio == 1.0 and rows[1].median_us > 0 and rows[1].cpu_us > 0
+
+
+def test_the_get_many_keys_reach_every_node_whatever_the_ports() -> None:
+    """The harness picks ports at random and both placements hash them: the keys are
+    chosen per set of nodes (a fixed list once left a node out, in CI)."""
+    from pymemcache.client.hash import HashClient
+
+    from resilience.bench.memcached import spread_keys
+    from resilience.clients.memcache import Memcache
+
+    for ports in ((26045, 11422, 28635), (11211, 11212, 11213), (40001, 40002, 40003)):
+        nodes = [("127.0.0.1", p) for p in ports]
+        hashed = HashClient(nodes)
+        cache = Memcache([f"{h}:{p}" for h, p in nodes], environ={})
+        owners = (hashed.hasher.get_node, cache.node_for)
+        keys = spread_keys(owners, 3)
+        assert len(keys) == 10 == len(set(keys))
+        for owner in owners:
+            assert len({owner(k) for k in keys}) == 3, (ports, keys)
