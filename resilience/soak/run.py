@@ -269,7 +269,7 @@ def _soak(config: SoakConfig, targets: list[Target], loop: _Loop,
 
 
 def _diagnosis(run: _Run, t: Target) -> dict[str, Any]:
-    # For a datastore whose breakers are not closed at the end: what its calls in the
+    # For a datastore that missed the recovery goal: what its calls in the
     # tail ended with, and per breaker its state changes in the tail (generations),
     # probes in flight (a permit never handed back would show here) and probe successes.
     before = run.tail_breakers.get(t.name, {})
@@ -298,11 +298,11 @@ def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner
         removes = [off for off, action, _ in runner.log if action == "remove"]
         healed = fault_start + (removes[-1] if removes else 0.0)
         open_at_end = t.open_breakers()
-        diagnosis = _diagnosis(run, t) if open_at_end else {}
         still_open = bool(open_at_end)
         took = (end - healed if still_open else max(0.0, last_open[t.name] + 0.02 - healed))
         probe = t.has_health_probe()
         met = not still_open and took <= config.recovery
+        diagnosis = {} if met else _diagnosis(run, t)
         enforced = probe or config.strict_recovery
         recovery[t.name] = {"last_heal_s": round(healed, 3), "closed_after_s": round(took, 3),
                             "still_open_at_end": still_open, "open_at_end": open_at_end,
