@@ -5,7 +5,9 @@ A client author writes only what is specific to the driver (see docs/clients.md)
 - ``service``, ``options_class``, ``idempotent`` (class attributes): the client's name
   (also its ``RESILIENCE_<SERVICE>_`` prefix), its options class and its idempotency
   table; ``driver_modules`` and ``extra``: what must be importable and the extra that
-  installs it;
+  installs it; ``ambient_deadline`` (default True): False when every attempt is only a
+  driver call given its deadline explicitly, so the pipeline need not set the ambient
+  one (user code run inside an attempt then sets it itself, as memcached's ``run()``);
 - ``_error_map()``: the driver exception -> resilience error table (built at
   construction, after the driver is imported);
 - ``_build_driver()`` / ``_close_driver(driver)``: the lazy driver factory (no I/O) and
@@ -147,6 +149,7 @@ class ClientBase(Generic[D]):
     idempotent: ClassVar[IdempotencyTable]
     driver_modules: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""
+    ambient_deadline: ClassVar[bool] = True  # Operation.ambient of every operation
 
     def __init__(
         self,
@@ -334,7 +337,7 @@ class ClientBase(Generic[D]):
             name, service=self.service, timeout=self.options.timeout, idempotent=idempotent,
             retry=self._retry, bulkhead=bulkhead, events=self.events,
             fallback=None if kind == "hedge" else self._fallback(name), clock=self._clock,
-            is_failure=_is_failure, kind=kind,
+            is_failure=_is_failure, kind=kind, ambient=self.ambient_deadline,
         )
 
     def _op(self, op: str, index: int) -> Operation:

@@ -70,12 +70,19 @@ class Operation:
         route: where a retry goes (:data:`Route`), for a client with several
             interchangeable endpoints; None (the default): every retry goes to the
             breaker and attempt of the first.
+        ambient: whether the first attempt runs under the call's deadline as the
+            ambient one (True, the default: calls nested in the attempt get what is
+            left). False for an attempt that is only a driver call handed its deadline
+            explicitly: the pipeline then skips a context-variable set and reset per
+            call (~2.5k instructions, an eighth of what the memcached wrapper adds to a
+            ``get``). Retries always set it.
 
     Raises:
         ConfigError: timeout is not a number > 0.
     """
 
     __slots__ = (
+        "ambient",
         "budget",
         "bulkhead",
         "clock",
@@ -111,6 +118,7 @@ class Operation:
         is_failure_result: Callable[[Any], bool] | None = None,
         kind: str = "first",
         route: Route | None = None,
+        ambient: bool = True,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ConfigError(f"operation {name!r} timeout={timeout!r}: expected seconds > 0")
@@ -131,6 +139,7 @@ class Operation:
         self.is_failure_result = is_failure_result
         self.kind = kind
         self.route = route
+        self.ambient = ambient
 
     def __repr__(self) -> str:
         return (

@@ -6,6 +6,7 @@ The order of docs/architecture.md#what-a-call-does::
     2 bulkhead   no permit within min(max_wait, remaining) -> BulkheadFullError, no I/O
     3 breaker    open -> CircuitOpenError(retry_after), no I/O
     4 attempt    attempt(remaining seconds); the ambient deadline is set for nested calls
+                 (unless ``op.ambient`` is False: the attempt makes none)
     5 record     outcome into the breaker (its slow-call rule sees the duration)
     6 retry      idempotent + transient + attempts left + fits the deadline + breaker
                  not open past the backoff + budget: jittered backoff (tenacity
@@ -117,8 +118,9 @@ def call(
             else:
                 budget._cur += 1
         # The first attempt, inline: the healthy path is this block and nothing else.
-        # The ambient deadline is set for nested calls, unless it already is this one.
-        token = DEADLINE.set(at) if at != outer else None
+        # The ambient deadline is set for nested calls, unless it already is this one
+        # or the attempt has none (op.ambient False: a driver call given its deadline).
+        token = DEADLINE.set(at) if at != outer and op.ambient else None
         try:
             result = attempt(at - now)
         except Exception as exc:
@@ -204,7 +206,7 @@ async def acall(
                 budget.deposit(now)
             else:
                 budget._cur += 1
-        token = DEADLINE.set(at) if at != outer else None
+        token = DEADLINE.set(at) if at != outer and op.ambient else None
         try:
             result = await attempt(at - now)
         except Exception as exc:

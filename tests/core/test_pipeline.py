@@ -82,6 +82,22 @@ def test_attempt_sees_its_deadline_as_the_ambient_one(run: Runner) -> None:
     assert current_deadline() is None
 
 
+def test_an_attempt_that_makes_no_nested_call_runs_without_setting_it(run: Runner) -> None:
+    """``Operation(ambient=False)``: the budget still reaches the attempt, but the
+    ambient deadline is left as it was (the caller's, or none); a retry sets it."""
+    clock = FakeClock()
+    attempt = Script(clock, "v")
+    run.call(make_op(clock, ambient=False), make_breaker(), attempt, timeout=0.5)
+    assert attempt.budgets == [pytest.approx(0.5)] and attempt.deadlines == [None]
+    with deadline(0.3, clock=clock):
+        run.call(make_op(clock, ambient=False), make_breaker(), attempt, timeout=0.5)
+    assert attempt.deadlines[1] == pytest.approx(clock.monotonic() + 0.3)
+    retried = Script(clock, BackendUnavailableError("x"), "v")
+    run.call(make_op(clock, ambient=False, idempotent=True, retry=retry(2)),
+             make_breaker(), retried, timeout=0.5)
+    assert retried.deadlines[0] is None and retried.deadlines[1] is not None
+
+
 def test_ambient_deadline_shrinks_the_budget(run: Runner) -> None:
     clock = FakeClock()
     attempt = Script(clock, "v")

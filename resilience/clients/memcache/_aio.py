@@ -349,6 +349,11 @@ class ConnPool:
             conn.close()
 
     @property
+    def idle_count(self) -> int:
+        """Idle connections held (for tests and stats), as the sync pool's."""
+        return len(self._idle)
+
+    @property
     def open_count(self) -> int:
         """Connections not yet closed, for leak tests."""
         return sum(1 for c in list(self._all)

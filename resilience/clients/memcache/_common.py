@@ -71,6 +71,10 @@ class MemcacheBase(ClientBase[D]):
     service = SERVICE
     options_class = MemcacheOptions
     idempotent = IDEMPOTENT
+    # Every attempt is a pymemcache call on a socket that ends by the deadline it is
+    # handed: no nested call reads the ambient deadline, so the pipeline need not set
+    # it (run() sets it itself around the caller's function).
+    ambient_deadline = False
     options: MemcacheOptions
 
     def __init__(

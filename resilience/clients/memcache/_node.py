@@ -50,6 +50,7 @@ __all__ = ["DeadlineSocket", "NodePool"]
 _SLACK = 0.002
 _monotonic = time.monotonic
 _INF = float("inf")
+_TINY = 1e-9  # a remaining budget must be above this to use the armed timeout
 # A failure that says the connection is gone, not that the server is slow.
 _CONNECTION_LOST = (ConnectionError, MemcacheUnexpectedCloseError)
 
@@ -57,69 +58,58 @@ _CONNECTION_LOST = (ConnectionError, MemcacheUnexpectedCloseError)
 class DeadlineSocket(socket.socket):
     """A socket whose reads and writes end by ``deadline`` (absolute, monotonic).
 
-    ``deadline`` is infinite until :meth:`set_deadline`; ``armed`` is the socket timeout
-    currently set (seconds). ``fast_from``/``fast_until`` is the span of clock readings
-    in which the armed timeout fits the remaining budget within ``_SLACK`` (and the
-    deadline has not passed): inside it a ``recv``/``sendall`` goes straight to the
-    socket; outside it the slow path raises TimeoutError once the deadline has passed,
-    or re-arms the timeout to what remains.
+    ``deadline`` is infinite until set (a plain attribute: the pool's checkout writes
+    it, nothing else is needed per call); ``armed`` is the socket timeout currently set
+    (seconds), and ``fits_from``/``fits_until`` the span of remaining budgets it fits
+    within ``_SLACK`` (worked out when it is armed, not per call). A
+    ``recv``/``sendall`` whose remaining budget is inside that span goes straight to
+    the socket; outside it the slow path raises TimeoutError once the deadline has
+    passed, or re-arms the timeout to what remains.
     """
 
-    __slots__ = ("armed", "deadline", "fast_from", "fast_until")
+    __slots__ = ("armed", "deadline", "fits_from", "fits_until")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.deadline = _INF
         self.armed: float | None = None
-        self.fast_from = -_INF
-        self.fast_until = _INF
+        self.fits_from = self.fits_until = _INF  # nothing fits until armed
 
     def settimeout(self, value: float | None) -> None:
         _settimeout(self, value)
         self.armed = value
-        self._span()
+        if value is None:
+            self.fits_from = self.fits_until = _INF
+        else:
+            # remaining fits ``value`` within _SLACK, and the deadline has not passed.
+            self.fits_from = max(value - _SLACK, _TINY)
+            self.fits_until = value + _SLACK
 
     def set_deadline(self, deadline: float) -> None:
         """Make every later read and write end by ``deadline`` (monotonic seconds)."""
         self.deadline = deadline
-        armed = self.armed
-        if armed is None or deadline == _INF:
-            self._span()
-            return
-        self.fast_from = deadline - armed - _SLACK  # _span inlined: once per call
-        until = deadline - armed + _SLACK
-        self.fast_until = until if until < deadline else deadline
-
-    def _span(self) -> None:
-        # remaining(now) = deadline - now fits armed within _SLACK for now in
-        # [deadline - armed - _SLACK, deadline - armed + _SLACK], cut at the deadline.
-        deadline, armed = self.deadline, self.armed
-        if deadline == _INF or armed is None:
-            # No deadline: the armed timeout alone applies. No timeout yet: always slow.
-            self.fast_from, self.fast_until = (-_INF, _INF) if deadline == _INF else (_INF, 0.0)
-            return
-        self.fast_from = deadline - armed - _SLACK
-        until = deadline - armed + _SLACK
-        self.fast_until = until if until < deadline else deadline
 
     # recv and sendall run on every call: one clock read and one chained comparison
     # on the healthy path (a Python call and super() lookup are a measurable share of a
     # 25 µs loopback round trip, so the slow path is a separate method).
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if not self.fast_from <= _monotonic() < self.fast_until:
+        if not self.fits_from <= self.deadline - _monotonic() <= self.fits_until:
             self._rearm()
         return _recv(self, bufsize, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        if not self.fast_from <= _monotonic() < self.fast_until:
+        if not self.fits_from <= self.deadline - _monotonic() <= self.fits_until:
             self._rearm()
         _sendall(self, data, flags)
 
     def _rearm(self) -> None:
-        # Outside the fast span: the deadline has passed, or the armed timeout no longer
-        # fits what remains (re-armed: one settimeout, no I/O).
+        # Outside the span: no deadline (the armed timeout alone applies), the deadline
+        # has passed, or the armed timeout no longer fits what remains (re-armed: one
+        # settimeout, no I/O).
         remaining = self.deadline - _monotonic()
+        if remaining == _INF:
+            return
         if remaining <= 0:
             raise TimeoutError("deadline reached")
         armed = self.armed
@@ -176,6 +166,10 @@ class NodePool:
     takes no lock. In-flight clients are tracked so ``close()`` can shut their sockets
     down, waking any call blocked on them.
 
+    ``idle``, ``size`` and ``closed`` are public for one reader: the sync client's
+    attempt, which inlines ``checkout`` and ``checkin`` (the hot path); a change to
+    either must follow there (resilience/clients/memcache/_sync.py).
+
     Args:
         host: node host (an IP address avoids an unbounded DNS lookup).
         port: node port.
@@ -183,15 +177,15 @@ class NodePool:
         client_kwargs: extra ``pymemcache.client.base.Client`` arguments (serde, ...).
     """
 
-    __slots__ = ("_all", "_closed", "_idle", "_kwargs", "_server", "size")
+    __slots__ = ("_all", "_kwargs", "_server", "closed", "idle", "size")
 
     def __init__(self, host: str, port: int, size: int, client_kwargs: dict[str, Any]) -> None:
         self._server = (host, port)
         self.size = size
         self._kwargs = client_kwargs
-        self._idle: list[Client] = []
+        self.idle: list[Client] = []  # atomic pop/append: no lock
         self._all: weakref.WeakSet[Client] = weakref.WeakSet()
-        self._closed = False
+        self.closed = False
 
     def checkout(self, deadline: float, connect_timeout: float) -> Client:
         """Return a connected client whose socket ends its I/O by ``deadline``.
@@ -200,21 +194,10 @@ class NodePool:
             TimeoutError, OSError: connecting failed (the client is discarded).
         """
         try:
-            client = self._idle.pop()
+            client = self.idle.pop()
         except IndexError:
             return self._connect(deadline, connect_timeout)
-        # Idle clients always hold a connected, armed socket: its set_deadline(deadline)
-        # is inlined here (one frame less on every call: ~0.5k of the ~20k instructions
-        # the wrapper adds to a get, measured with callgrind).
-        sock = client.sock
-        armed = sock.armed
-        sock.deadline = deadline
-        if armed is None:
-            sock._span()
-        else:
-            sock.fast_from = deadline - armed - _SLACK
-            until = deadline - armed + _SLACK
-            sock.fast_until = until if until < deadline else deadline
+        client.sock.deadline = deadline  # idle clients always hold a connected socket
         return client
 
     def _connect(self, deadline: float, connect_timeout: float) -> Client:
@@ -238,10 +221,10 @@ class NodePool:
         except BaseException:
             self.discard(client)
             raise
-        if self._closed:  # close() ran while we connected: do not leak the socket
+        if self.closed:  # close() ran while we connected: do not leak the socket
             self.discard(client)
             raise ConnectionAbortedError("client closed while connecting")
-        client.sock.set_deadline(deadline)
+        client.sock.deadline = deadline
         return client
 
     def connect(self, deadline: float, connect_timeout: float) -> Client:
@@ -255,18 +238,18 @@ class NodePool:
         timeout) on a client made before ``start`` (taken from the pool). Then every idle
         client of the node is closed too: they are as old, so as likely dead.
         """
-        if (self._closed or not isinstance(exc, _CONNECTION_LOST)
+        if (self.closed or not isinstance(exc, _CONNECTION_LOST)
                 or getattr(client, "born", start) >= start):
             return False
-        idle, self._idle = self._idle, []
+        idle, self.idle = self.idle, []
         for other in idle:
             other.close()
         return True
 
     def checkin(self, client: Client) -> None:
         """Return a client whose call succeeded; it is kept if there is room."""
-        if not self._closed and client.sock is not None and len(self._idle) < self.size:
-            self._idle.append(client)
+        if not self.closed and client.sock is not None and len(self.idle) < self.size:
+            self.idle.append(client)
         else:
             client.close()
 
@@ -276,8 +259,8 @@ class NodePool:
 
     def close(self) -> None:
         """Close idle clients and shut down in-flight sockets so blocked calls wake."""
-        self._closed = True
-        idle, self._idle = self._idle, []
+        self.closed = True
+        idle, self.idle = self.idle, []
         for client in idle:
             client.close()
         for client in list(self._all):
@@ -289,7 +272,7 @@ class NodePool:
     @property
     def idle_count(self) -> int:
         """Idle clients held (for tests and stats)."""
-        return len(self._idle)
+        return len(self.idle)
 
     @property
     def open_count(self) -> int:

@@ -100,7 +100,7 @@ def test_hedge_wins_from_a_fast_connection_and_the_loser_is_cancelled(
     # have ended well and gone back to the pool too.
     _settle(client, SLOW_MS / 1000 + 0.3)
     pools: Any = client.cache._driver._value
-    assert len(pools[0]._idle) == 1
+    assert pools[0].idle_count == 1
     assert proxy.counters().accepted == 2
     # The breaker saw the set and the hedge's success; the cancelled loser, nothing.
     snap = client.cache.breaker(client.endpoints[0]).snapshot(time.monotonic())

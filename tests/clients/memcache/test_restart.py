@@ -130,7 +130,7 @@ async def _awarm(cache: AsyncMemcache) -> None:
 def _aidle(cache: AsyncMemcache) -> int:
     pools = cache._driver.peek()
     assert pools is not None
-    return len(pools[0]._idle)
+    return pools[0].idle_count
 
 
 async def test_async_the_first_call_after_a_restart_succeeds(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from resilience.clients.memcache import IDEMPOTENT, Memcache
+from resilience.core.deadline import deadline, remaining
 from resilience.errors import BackendUnavailableError, ConfigError
 
 Make = Callable[..., Memcache]
@@ -37,6 +38,27 @@ def test_every_operation_round_trips_against_real_memcached(memcached: Any,
     assert cache.delete_many(["a", "b"]) is True and cache.get_many(["a", "b"]) == {}
     assert cache.run("append", "new", lambda c: c.append("new", b"0", noreply=False)) is True
     assert cache.get("new") == b"40"
+
+
+def test_run_calls_the_function_under_the_calls_deadline(memcached: Any,
+                                                         make_cache: Make) -> None:
+    """The built-in operations leave the ambient deadline alone (their sockets get it
+    directly); run() hands the caller's function the call's deadline as the ambient
+    one, for any nested guarded call."""
+    cache = make_cache([memcached.address], timeout=0.2)
+
+    def fn(client: Any) -> float | None:
+        client.version()
+        return remaining()
+
+    left = cache.run("version", "k", fn)
+    assert left is not None and 0 < left <= 0.2
+    left = cache.run("version", "k", fn, timeout=0.05)
+    assert left is not None and 0 < left <= 0.05
+    with deadline(0.03):
+        left = cache.run("version", "k", fn, timeout=0.5)
+    assert left is not None and 0 < left <= 0.03
+    assert remaining() is None
 
 
 def test_construction_opens_no_connection_and_first_call_connects(memcached: Any,
