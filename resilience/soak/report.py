@@ -13,6 +13,12 @@ def _outcomes(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in summary["outcomes"].items())
 
 
+def _failed_share(outcomes: dict[str, int]) -> str:
+    total = sum(outcomes.values())
+    failed = total - outcomes.get("ok", 0) - outcomes.get("CircuitOpenError", 0)
+    return f"{failed} of {total}" if total else "-"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """A Markdown report of one soak result."""
     c = result["config"]
@@ -45,6 +51,16 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {ds} | {mode} | {s['calls']} | {s['p50_ms']:g} | {s['p99_ms']:g} "
                          f"| {s['max_ms']:g} | {s['past_limit']} | {s['past_limit_in_stall']} "
                          f"| {_outcomes(s)} |")
+    lines += ["", "## Failed calls by phase", "",
+              "Calls that neither succeeded nor were rejected by an open breaker, per phase "
+              "(by when they began): warm-up and tail are healthy, so failures there are the "
+              "machine's or a slow recovery's.", "",
+              "| datastore | mode | warm-up | faults | tail |", "|---|---|---:|---:|---:|"]
+    for ds, modes in result["calls"].items():
+        for mode, s in modes.items():
+            cells = [_failed_share(s.get("by_phase", {}).get(p, {}))
+                     for p in ("warm-up", "faults", "tail")]
+            lines.append(f"| {ds} | {mode} | {' | '.join(cells)} |")
     lines += ["", "## Faults and breaker recovery", "",
               "| datastore | schedule seed | windows | applied | breakers not closed "
               "| closed after last heal | goal met | health probe |",

@@ -48,10 +48,11 @@ class _Run:
         self.suspects: deque[tuple[Target, str, float, float, float, str]] = deque(
             maxlen=100_000)
         self.violation_count = 0
-        # Outcomes of calls begun in the healthy tail, and the breakers as it began: what
-        # a breaker that does not close did meanwhile (docs/soak.md#reading-a-failed-run).
-        self.tail_from = float("inf")
-        self.tail_outcomes: dict[str, dict[str, int]] = {}
+        # Outcomes per phase (by when the call began), and the breakers as the tail
+        # began: healthy warm-up against healthy tail tells a slow machine from a slow
+        # recovery (docs/soak.md, invariant 3).
+        self.fault_from = self.tail_from = float("inf")
+        self.phase_outcomes: dict[tuple[str, str, str], dict[str, int]] = {}
         self.tail_breakers: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -72,10 +73,11 @@ class _Run:
         """Count one call of ``t1 - t0`` seconds (``perf_counter``) that began ``began``
         seconds into the run; one past the limit is judged later (:meth:`judge`)."""
         self.stats[(target.name, mode)].record(outcome, t1 - t0)
-        if began >= self.tail_from:
-            with self._lock:
-                counts = self.tail_outcomes.setdefault(f"{target.name} {mode}", {})
-                counts[outcome] = counts.get(outcome, 0) + 1
+        phase = ("warm-up" if began < self.fault_from else
+                 "faults" if began < self.tail_from else "tail")
+        with self._lock:
+            counts = self.phase_outcomes.setdefault((target.name, mode, phase), {})
+            counts[outcome] = counts.get(outcome, 0) + 1
         if t1 - t0 > self.config.limit:
             self.suspects.append((target, mode, began, t0, t1, outcome))
         if outcome.startswith("unexpected:"):
@@ -244,7 +246,7 @@ def _soak(config: SoakConfig, targets: list[Target], loop: _Loop,
     runners: dict[str, ScheduleRunner] = {}
     try:
         run.stop.wait(config.warmup)
-        fault_start = run.offset()
+        fault_start = run.fault_from = run.offset()
         for t in targets:
             faults = {name: t.faults[name] for name in config.faults}
             runners[t.name] = ScheduleRunner(config.schedule(t.name), faults).start()
@@ -280,8 +282,8 @@ def _diagnosis(run: _Run, t: Target) -> dict[str, Any]:
                          "probes_in_flight": snap["probes_in_flight"],
                          "probe_successes": snap["probe_successes"],
                          "open_interval_s": round(snap["open_interval"], 3)}
-    outcomes = {key.split(" ", 1)[1]: counts for key, counts in run.tail_outcomes.items()
-                if key.split(" ", 1)[0] == t.name}
+    outcomes = {mode: counts for (name, mode, phase), counts in run.phase_outcomes.items()
+                if name == t.name and phase == "tail"}
     return {"tail_outcomes": outcomes, "breakers_at_end": breakers}
 
 
@@ -347,7 +349,10 @@ def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner
                                "applied": sum(1 for _, a, _ in runners[t.name].log
                                               if a == "apply"),
                                "fingerprint": config.fingerprint(t.name)} for t in targets},
-        "calls": {t.name: {m: run.stats[(t.name, m)].summary() for m in ("sync", "async")}
+        "calls": {t.name: {m: {**run.stats[(t.name, m)].summary(),
+                               "by_phase": {p: run.phase_outcomes.get((t.name, m, p), {})
+                                            for p in ("warm-up", "faults", "tail")}}
+                           for m in ("sync", "async")}
                   for t in targets},
         "lag": lag.lateness.summary(),
         "recovery": recovery,

@@ -31,7 +31,7 @@ def test_a_breaker_stuck_half_open_with_a_probe_out_is_named_in_the_diagnosis() 
     run = _Run(SoakConfig(seconds=60, seed=1, datastores=("memcached",)), log=lambda _: None)
     run.stats = {("memcached", mode): CallStats() for mode in ("sync", "async")}
     run.tail_breakers = {"memcached": target.breaker_snapshots()}
-    run.tail_from = 0.0
+    run.fault_from = run.tail_from = 0.0
     run.record(target, "sync", 1.0, 0.0, 0.01, "CircuitOpenError")
     run.record(target, "sync", 1.1, 0.0, 0.01, "CircuitOpenError")
     run.record(target, "async", 1.2, 0.0, 0.01, "ok")

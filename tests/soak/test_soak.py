@@ -49,6 +49,9 @@ def test_the_faults_bit_and_the_load_ran(result: dict[str, Any]) -> None:
             outcomes = result["calls"][ds][mode]["outcomes"]
             assert outcomes.get("ok", 0) > 100, (ds, mode, outcomes)
             assert sum(outcomes.values()) > outcomes["ok"], (ds, mode, outcomes)
+            phases = result["calls"][ds][mode]["by_phase"]
+            assert sum(sum(p.values()) for p in phases.values()) == sum(outcomes.values())
+            assert all(phases[p].get("ok", 0) > 0 for p in ("warm-up", "tail")), phases
     nsq = result["nsq"]
     assert nsq["acknowledged"] > 100 and nsq["lost"] == 0
     assert nsq["matched"] == nsq["acknowledged"]
