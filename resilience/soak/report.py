@@ -62,16 +62,22 @@ def markdown(result: dict[str, Any]) -> str:
                      for p in ("warm-up", "faults", "tail")]
             lines.append(f"| {ds} | {mode} | {' | '.join(cells)} |")
     lines += ["", "## Faults and breaker recovery", "",
+              "*Closed after last heal*: from the removal of the last fault until every "
+              "breaker of the datastore was closed. *Opened in the warm-up* and *re-opened "
+              "after* count the times they opened in a healthy phase (calls that timed "
+              "out on the loaded machine): the warm-up's count is the baseline.", "",
               "| datastore | schedule seed | windows | applied | breakers not closed "
-              "| closed after last heal | goal met | health probe |",
-              "|---|---:|---:|---:|---:|---:|---|---|"]
+              "| closed after last heal | goal met | opened in the warm-up | re-opened after "
+              "| health probe |",
+              "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for ds, r in result["recovery"].items():
         s = result["schedules"][ds]
-        took = f"{r['closed_after_s']:g} s" + (" (still open)" if r["still_open_at_end"] else "")
+        took = f"{r['closed_after_s']:g} s" + (" (stuck open)" if r.get("stuck") else "")
         met = "yes" if r["met"] else ("**no**" if r["enforced"] else "no (not enforced)")
         lines.append(f"| {ds} | {s['seed']} | {s['windows']} | {s['applied']} | "
                      f"{r['open_share'] * 100:.1f}% of the run | {took} | {met} | "
-                     f"{'yes' if r['health_probe'] else 'no'} |")
+                     f"{r.get('opened_in_warmup', '-')} | {r.get('reopened_after_recovery', '-')} "
+                     f"| {'yes' if r['health_probe'] else 'no'} |")
     lines += ["", "## Resources (first vs last quarter after warm-up, medians)", "",
               "| resource | start | end | growth | limit | max | ok |",
               "|---|---:|---:|---:|---:|---:|---|"]

@@ -25,7 +25,14 @@ from resilience.errors import ResilienceError
 from resilience.faults.schedule import ScheduleRunner
 from resilience.soak.config import SoakConfig
 from resilience.soak.targets import Target, open_target
-from resilience.soak.watch import CallStats, LagProbe, ResourceSampler, Violation, flat
+from resilience.soak.watch import (
+    BreakerTimeline,
+    CallStats,
+    LagProbe,
+    ResourceSampler,
+    Violation,
+    flat,
+)
 
 __all__ = ["run_soak"]
 
@@ -180,17 +187,16 @@ class _Loop:
 
 
 def _monitor(run: _Run, targets: list[Target], sampler: ResourceSampler,
-             last_open: dict[str, float], open_samples: dict[str, int]) -> None:
-    """Every 20 ms: note when each datastore last had a breaker not closed; every
+             timelines: dict[str, BreakerTimeline]) -> None:
+    """Every 20 ms: note whether each datastore's breakers are all closed; every
     sampler period: sample threads, fds and memory."""
     next_sample = 0.0
     while not run.stop.wait(0.02):
         run.judge(time.perf_counter() - 0.5)
         now = run.offset()
+        phase = "warm-up" if now < run.fault_from else "faults" if now < run.tail_from else "tail"
         for t in targets:
-            if not t.breakers_closed():
-                last_open[t.name] = now
-                open_samples[t.name] += 1
+            timelines[t.name].sample(now, t.breakers_closed(), phase)
         if now >= next_sample:
             sampler.sample()
             next_sample = now + sampler.period
@@ -232,13 +238,12 @@ def _soak(config: SoakConfig, targets: list[Target], loop: _Loop,
         run.stats[(t.name, "async")] = CallStats()
     lag = run.lag.start()
     sampler = ResourceSampler(start=run.start)
-    last_open = {t.name: -1.0 for t in targets}
-    open_samples = {t.name: 0 for t in targets}
+    timelines = {t.name: BreakerTimeline() for t in targets}
     threads = [threading.Thread(target=_sync_load, args=(run, t), name=f"soak-{t.name}-{i}",
                                 daemon=True)
                for t in targets for i in range(config.threads)]
     threads.append(threading.Thread(target=_monitor, name="soak-monitor", daemon=True,
-                                    args=(run, targets, sampler, last_open, open_samples)))
+                                    args=(run, targets, sampler, timelines)))
     tasks = [asyncio.run_coroutine_threadsafe(_async_load(run, t), loop.loop) for t in targets]
     tasks.append(asyncio.run_coroutine_threadsafe(lag.aprobe(), loop.loop))
     for th in threads:
@@ -267,7 +272,7 @@ def _soak(config: SoakConfig, targets: list[Target], loop: _Loop,
                 task.result(5.0)
         lag.stop()
         run.judge()
-    return _results(run, targets, runners, fault_start, sampler, last_open, open_samples, lag)
+    return _results(run, targets, runners, fault_start, sampler, timelines, lag)
 
 
 def _diagnosis(run: _Run, t: Target) -> dict[str, Any]:
@@ -288,8 +293,8 @@ def _diagnosis(run: _Run, t: Target) -> dict[str, Any]:
 
 
 def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner],
-             fault_start: float, sampler: ResourceSampler, last_open: dict[str, float],
-             open_samples: dict[str, int], lag: LagProbe) -> dict[str, Any]:
+             fault_start: float, sampler: ResourceSampler,
+             timelines: dict[str, BreakerTimeline], lag: LagProbe) -> dict[str, Any]:
     config = run.config
     end = run.offset()
     recovery: dict[str, Any] = {}
@@ -300,22 +305,28 @@ def _results(run: _Run, targets: list[Target], runners: dict[str, ScheduleRunner
         removes = [off for off, action, _ in runner.log if action == "remove"]
         healed = fault_start + (removes[-1] if removes else 0.0)
         open_at_end = t.open_breakers()
-        still_open = bool(open_at_end)
-        took = (end - healed if still_open else max(0.0, last_open[t.name] + 0.02 - healed))
+        line = timelines[t.name]
+        took, never = line.recovery(healed, end)
+        # Open at the end for longer than a probed breaker of a healthy endpoint takes to
+        # close: stuck (a re-open in the last seconds, from a slow call, is not).
+        since = line.changes[-1][0] if line.changes else 0.0
+        stuck = bool(open_at_end) and (never or end - since > max(5.0, 5 * config.recovery))
         probe = t.has_health_probe()
-        met = not still_open and took <= config.recovery
+        met = took <= config.recovery and not stuck
         diagnosis = {} if met else _diagnosis(run, t)
         enforced = probe or config.strict_recovery
         recovery[t.name] = {"last_heal_s": round(healed, 3), "closed_after_s": round(took, 3),
-                            "still_open_at_end": still_open, "open_at_end": open_at_end,
-                            "met": met,
+                            "still_open_at_end": bool(open_at_end), "stuck": stuck,
+                            "open_at_end": open_at_end, "met": met,
+                            "opened_in_warmup": line.opened["warm-up"],
+                            "reopened_after_recovery": line.opened_after(healed + took),
                             "health_probe": probe, "enforced": enforced,
-                            "open_share": round(open_samples[t.name] * 0.02 / end, 4),
+                            "open_share": round(line.open_samples * 0.02 / end, 4),
                             **diagnosis}
         if not met and enforced:
             run.violate("recovery", t.name, healed,
                         f"breakers closed {took:.2f} s after the last heal "
-                        f"(goal {config.recovery:g} s){' and still open' if still_open else ''}")
+                        f"(goal {config.recovery:g} s){' and stuck open' if stuck else ''}")
     nsq: dict[str, Any] = {}
     for t in targets:
         if t.ledger is not None:

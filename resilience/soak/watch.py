@@ -16,7 +16,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CallStats", "LagProbe", "ResourceSampler", "Violation", "flat"]
+__all__ = ["BreakerTimeline", "CallStats", "LagProbe", "ResourceSampler", "Violation", "flat"]
 
 _BUCKETS = 5000  # 1 ms buckets; the last one holds everything slower
 
@@ -148,6 +148,55 @@ class LagProbe:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(1.0)
+
+
+class BreakerTimeline:
+    """When one datastore's breakers were all closed, sampled (every 20 ms by the run):
+    the changes (a capped deque: a flapping breaker cannot grow it past ``maxlen``), the
+    samples with one not closed, and how often they opened in each phase.
+
+    A breaker can open again after the recovery, in a healthy phase, when calls time out
+    on a loaded machine: :meth:`recovery` measures the heal-to-closed time, and
+    :meth:`opened_after` how often they opened after that (set beside the warm-up's
+    count, a baseline of the same healthy load).
+    """
+
+    def __init__(self, maxlen: int = 20_000) -> None:
+        self.changes: deque[tuple[float, bool]] = deque(maxlen=maxlen)
+        self.closed = True
+        self.open_samples = 0
+        self.opened: Counter[str] = Counter()  # phase -> times the breakers opened
+
+    def sample(self, now: float, closed: bool, phase: str) -> None:
+        if not closed:
+            self.open_samples += 1
+        if closed != self.closed:
+            self.changes.append((now, closed))
+            self.closed = closed
+            if not closed:
+                self.opened[phase] += 1
+
+    def recovery(self, healed: float, end: float) -> tuple[float, bool]:
+        """``(seconds from healed until all closed, still open at end)``; 0.0 if they
+        were closed when the heal came."""
+        changes = list(self.changes)
+        if len(changes) == self.changes.maxlen and changes[0][0] > healed:
+            # The changes around the heal fell out of the deque: the last closing then.
+            last_open = max((t for t, closed in changes if closed), default=end)
+            return max(0.0, last_open - healed), not self.closed
+        at_heal = True
+        for t, closed in changes:
+            if t > healed:
+                break
+            at_heal = closed
+        if at_heal:
+            return 0.0, False
+        closing = next((t for t, closed in changes if t > healed and closed), None)
+        return (end - healed, True) if closing is None else (closing - healed, False)
+
+    def opened_after(self, t0: float) -> int:
+        """How often the breakers opened after ``t0`` (seconds into the run)."""
+        return sum(1 for t, closed in self.changes if t > t0 and not closed)
 
 
 def _threads() -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from resilience.soak.watch import Histogram, LagProbe, flat
+import pytest
+
+from resilience.soak.watch import BreakerTimeline, Histogram, LagProbe, flat
 
 
 def test_histogram_percentiles_to_the_millisecond() -> None:
@@ -45,3 +47,28 @@ def test_stall_during_finds_only_overlapping_stalls() -> None:
     assert abs(probe.stall_during(10.1, 10.3) - 0.2) < 1e-9
     assert probe.stall_during(10.3, 10.4) == 0.0
     assert probe.stall_during(19.9, 20.1) == 0.0
+
+
+def test_recovery_is_heal_to_first_closed_and_later_reopens_are_counted_apart() -> None:
+    line = BreakerTimeline()
+    for now, closed, phase in [(1.0, False, "warm-up"), (1.2, True, "warm-up"),
+                               (5.0, False, "faults"), (9.0, True, "faults"),
+                               (10.0, False, "faults"), (10.4, True, "tail"),
+                               (20.0, False, "tail"), (20.3, True, "tail")]:
+        line.sample(now, closed, phase)
+    took, still = line.recovery(healed=10.1, end=30.0)
+    assert took == pytest.approx(0.3) and not still
+    assert line.opened_after(10.4) == 1 and line.opened["warm-up"] == 1
+    assert line.recovery(healed=9.5, end=30.0) == (0.0, False)  # closed at the heal
+    line.sample(25.0, False, "tail")  # opens and never closes again
+    assert line.recovery(healed=24.0, end=30.0) == (0.0, False)  # closed at the heal
+    assert line.recovery(healed=25.5, end=30.0) == (4.5, True)
+
+
+def test_recovery_when_the_changes_around_the_heal_fell_out_of_the_cap() -> None:
+    line = BreakerTimeline(maxlen=4)
+    for i in range(10):  # flapping: 20 changes, 4 kept
+        line.sample(i + 0.0, False, "faults")
+        line.sample(i + 0.5, True, "faults")
+    took, still = line.recovery(healed=2.0, end=12.0)
+    assert not still and took == pytest.approx(9.5 - 2.0)  # the last closing, not earlier
