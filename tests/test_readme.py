@@ -95,16 +95,22 @@ def test_fault_table_says_hangs_and_silent_misses_as_such() -> None:
 
 def test_healthy_path_says_whether_the_ratio_target_is_met() -> None:
     run, overhead = _run(), json.loads((ROOT / docgen.SOURCES["overhead"]).read_text())
+    counts = {"instructions": {"get": {"raw": 48_000, "wrapper": 60_000, "pybreaker": 64_000},
+                               "set": {"raw": 37_000, "wrapper": 50_000, "pybreaker": 57_000}}}
+    text = sections.healthy_path(overhead, run, counts).replace("\n", " ")
+    assert "adds 12.0k to a `get` of 48.0k (pybreaker: 16.0k)" in text
+    assert "13.0k to a `set` (pybreaker: 20.0k)" in text
     fast = copy.deepcopy(run)
     for row in fast["overhead"]:
         if row["subject"] == "wrapper":
             row["ratio"] = 1.02
-    assert "1.03x is met" in sections.healthy_path(overhead, fast).replace("\n", " ")
+    assert "1.03x is met" in sections.healthy_path(overhead, fast, counts).replace("\n", " ")
     slow = copy.deepcopy(run)
     for row in slow["overhead"]:
         if row["subject"] == "wrapper":
             row["ratio"] = 1.2
-    assert "1.03x is not met" in sections.healthy_path(overhead, slow).replace("\n", " ")
+    assert "1.03x is not met" in sections.healthy_path(overhead, slow, counts).replace(
+        "\n", " ")
 
 
 def test_servers_table_formats_measured_rows_and_names_carried_over_ones() -> None:

@@ -49,6 +49,7 @@ SOURCES: dict[str, str] = {
     "failure-latency": "benchmarks/results/failure-latency/results.json",
     "goodput": "benchmarks/results/goodput/results.json",
     "overhead": "benchmarks/results/overhead.json",
+    "instructions": "benchmarks/results/instructions.json",
     "proxy": "benchmarks/results/proxy.json",
     "servers": "benchmarks/results/servers.json",
 }
@@ -58,7 +59,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "options-table": _options_table,
     "what-it-buys": lambda root: sections.what_it_buys(_json(root, "failure-latency")),
     "healthy-path": lambda root: sections.healthy_path(
-        _json(root, "overhead"), _json(root, "failure-latency")
+        _json(root, "overhead"), _json(root, "failure-latency"), _json(root, "instructions")
     ),
     "bench-run": lambda root: sections.bench_run(_json(root, "failure-latency")),
     "goodput-run": lambda root: _goodput_section(_json(root, "goodput")),

@@ -130,9 +130,11 @@ def _ratios(run: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
             if r["datastore"] == "memcached"}
 
 
-def healthy_path(overhead: dict[str, Any], run: dict[str, Any]) -> str:
-    """The README's healthy-path figures: the overhead table, import time and the
-    memcached wrapper's ratio to raw pymemcache (from the failure-latency run)."""
+def healthy_path(overhead: dict[str, Any], run: dict[str, Any],
+                 instructions: dict[str, Any]) -> str:
+    """The README's healthy-path figures: the overhead table, import time, the
+    memcached wrapper's ratio to raw pymemcache (from the failure-latency run) and the
+    instructions it adds beside pybreaker (benchmarks/instructions.py)."""
     intro = ("Overhead on the healthy path, median µs per call in CPU time"
              " (`benchmarks/results/overhead.md` has the spread and the machine):")
     imp = overhead["import_ms"]["resilience"]["median"]
@@ -151,6 +153,17 @@ def healthy_path(overhead: dict[str, Any], run: dict[str, Any]) -> str:
             f" (pybreaker: {pb_get['cpu_added_us']:.1f} µs). The target of 1.03x is {met}"
             " ([docs/bench.md](docs/bench.md) says why)."
         )
+    ins = instructions["instructions"]
+    added = {op: {k: row[k] - row["raw"] for k in ("wrapper", "pybreaker")}
+             for op, row in ins.items()}
+    text += (
+        " Counted in instructions instead (callgrind, exact whatever the load;"
+        " `benchmarks/results/instructions.md`), the wrapper adds"
+        f" {added['get']['wrapper'] / 1000:.1f}k to a `get` of {ins['get']['raw'] / 1000:.1f}k"
+        f" (pybreaker: {added['get']['pybreaker'] / 1000:.1f}k) and"
+        f" {added['set']['wrapper'] / 1000:.1f}k to a `set`"
+        f" (pybreaker: {added['set']['pybreaker'] / 1000:.1f}k)."
+    )
     return _para(intro) + "\n" + overhead_table(overhead) + "\n" + _para(text)
 
 
