@@ -17,7 +17,11 @@ Pieces:
 * `ProbePlan`: the I/O-free schedule (which endpoint is due when). No clock, no thread.
 * `ThreadProber`: one daemon thread for every sync client of the process (`SHARED`),
   started lazily when a breaker opens, exiting as soon as nothing is open (so an idle
-  process has no thread), probing due endpoints one after another. After a fork the
+  process has no thread), probing due endpoints one after another. The breaker opens
+  inside a user call that just failed, often at its deadline: ``Thread.start()`` waits
+  until the new thread runs, which on a loaded machine (the GIL and both cores
+  contended) can take tens of milliseconds more, so a throwaway low-level thread starts
+  it instead and the call returns at once. After a fork the
   child gets a fresh lock and, if something was being watched, a fresh thread.
 * `AsyncProber`: the same as one task on the client's event loop (probes of due
   endpoints run concurrently); it ends when nothing is open.
@@ -32,6 +36,7 @@ the async runner also cancels it at ``timeout``.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import logging
@@ -152,18 +157,19 @@ class ThreadProber:
 
     @property
     def running(self) -> bool:
-        """Whether the thread is alive (it exits once nothing is watched)."""
-        t = self._thread
-        return t is not None and t.is_alive()
+        """Whether the thread is started or starting (it exits once nothing is watched)."""
+        return self._thread is not None
 
     def watch(self, target: Target) -> None:
-        """Probe ``target`` until its breaker leaves OPEN or it is forgotten."""
+        """Probe ``target`` until its breaker leaves OPEN or it is forgotten.
+
+        Never waits for the prober thread to start (see the module docstring)."""
         with self._cond:
             self._plan.add(target, time.monotonic())
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="resilience-prober", daemon=True)
-                self._thread.start()
+                _thread.start_new_thread(_start, (self._thread,))
             self._cond.notify()
 
     def forget(self, owner: object) -> None:
@@ -204,6 +210,14 @@ class ThreadProber:
                 settled = _settle(t, ok, live)
                 with self._cond:
                     self._plan.done(t, settled, time.monotonic())
+
+
+def _start(thread: threading.Thread) -> None:
+    # Runs on a bare low-level thread (no threading.Thread of its own: nothing to clean
+    # up) and ends once ``thread`` runs. It cannot start at interpreter shutdown: then
+    # nothing is probed, as no thread would run anyway.
+    with contextlib.suppress(RuntimeError):
+        thread.start()
 
 
 def _probe_sync(t: Target) -> bool:

@@ -9,6 +9,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from resilience.config import BreakerOptions
 from resilience.core.breaker import BreakerState, CircuitBreaker
 from resilience.core.prober import ProbePlan, Target, ThreadProber
@@ -118,6 +120,34 @@ def test_thread_prober_half_opens_then_its_thread_ends() -> None:
     assert not prober.running
     assert all(t.is_alive() is False for t in threading.enumerate()
                if t is prober._thread)
+
+
+def test_watch_never_waits_for_the_prober_thread_to_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The breaker opens inside a call that just failed, often at its deadline: starting
+    the thread must not add to it. Thread.start() is held here for up to 5 s (as a
+    loaded machine holds it for tens of milliseconds); watch() returns at once."""
+    gate = threading.Event()
+    real_start = threading.Thread.start
+
+    def held_start(self: threading.Thread) -> None:
+        if self.name == "resilience-prober":
+            gate.wait(5.0)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", held_start)
+    b = _grown(time.monotonic())
+    prober = ThreadProber(random.Random(2))
+    began = time.monotonic()
+    prober.watch(Target(b, lambda _timeout: None, interval=0.02, timeout=0.05))
+    returned = time.monotonic() - began
+    assert prober.running and b.state(time.monotonic()) is S.OPEN
+    gate.set()
+    deadline = time.monotonic() + 5.0
+    while prober.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert returned < 1.0, f"watch() waited {returned:.2f} s for the thread to start"
+    assert b.state(time.monotonic()) is S.HALF_OPEN and not prober.running
 
 
 def test_a_fork_child_gets_its_own_prober_thread() -> None:
