@@ -96,12 +96,15 @@ class DeadlineSocket(socket.socket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if not self.fits_from <= self.deadline - _monotonic() <= self.fits_until:
             self._rearm()
-        return _recv(self, bufsize, flags)
+        return _recv(self, bufsize, flags) if flags else _recv(self, bufsize)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         if not self.fits_from <= self.deadline - _monotonic() <= self.fits_until:
             self._rearm()
-        _sendall(self, data, flags)
+        if flags:
+            _sendall(self, data, flags)
+        else:
+            _sendall(self, data)
 
     def _rearm(self) -> None:
         # Outside the span: no deadline (the armed timeout alone applies), the deadline
