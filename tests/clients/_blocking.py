@@ -1,8 +1,9 @@
 """A sync client or its asyncio twin behind one blocking interface, for tests that run
 the same assertions on both (``[sync]`` / ``[async]``).
 
-One copy for the memcached and NSQ tests; each package subclasses :class:`Blocking` to
-keep its own name for the wrapped client (``client.cache``, ``pub.pub``).
+One copy for the memcached, NSQ, ZooKeeper and search tests; a package may subclass
+:class:`Blocking` to keep its own name for the wrapped client (``client.cache``,
+``pub.pub``, ``client.zk``; the search tests use ``client.wrapped``).
 """
 
 from __future__ import annotations

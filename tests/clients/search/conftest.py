@@ -10,8 +10,6 @@ the same blocking interface) with fast-reacting test settings.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,8 @@ import pytest
 
 from resilience.testing._fault_fixtures import require_netns
 from resilience.testing._server_fixtures import require_driver, require_installed
+
+from .._blocking import Blocking, blocking_factory
 
 INDEX = "docs"
 DOC = {"title": "x" * 400, "n": 1}  # long: a reply that trickles in takes seconds
@@ -132,54 +132,18 @@ def netns_node(driver: str, _netns_nodes: dict[str, Any],
     return server
 
 
-class Client:
+class Client(Blocking):
     """A sync or async wrapper behind one blocking interface (coroutines run to
-    completion on the test's own loop)."""
-
-    def __init__(self, wrapped: Any, loop: asyncio.AbstractEventLoop | None) -> None:
-        self.wrapped = wrapped
-        self.loop = loop
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.wrapped, name)
-        if not callable(attr):
-            return attr
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            if self.loop is not None and inspect.isawaitable(result):
-                return self.loop.run_until_complete(result)
-            return result
-
-        return run
-
-    def close(self) -> None:
-        if self.loop is not None:
-            self.loop.run_until_complete(self.wrapped.aclose())
-        else:
-            self.wrapped.close()
+    completion on the test's own loop); the wrapper is ``client.wrapped``."""
 
 
 MakeClient = Callable[..., Client]
 
 
 def _factory(driver: str, is_async: bool) -> Iterator[MakeClient]:
-    loop = asyncio.new_event_loop() if is_async else None
-    made: list[Client] = []
-
-    def make(hosts: list[str] | str, **options: Any) -> Client:
-        cls = wrapper_classes(driver)[1 if is_async else 0]
-        client = Client(cls(hosts, **{**FAST, **options}), loop)
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            client.close()
-        if loop is not None:
-            loop.close()
+    sync_cls, async_cls = wrapper_classes(driver)
+    yield from blocking_factory("async" if is_async else "sync", Client, sync_cls,
+                                async_cls, FAST)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ Paths are unique per test (``path`` fixture): the standalone server is shared.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +15,8 @@ import pytest
 
 from resilience.clients.zookeeper import AsyncZooKeeper, ZooKeeper
 from resilience.testing._server_fixtures import require_driver
+
+from .._blocking import Blocking, blocking_factory
 
 FAST: dict[str, Any] = {
     "timeout": 0.1,
@@ -57,30 +57,12 @@ def make_zk() -> Iterator[Callable[..., ZooKeeper]]:
         zk.close()
 
 
-class Client:
-    """A ZooKeeper or an AsyncZooKeeper behind one blocking interface."""
+class Client(Blocking):
+    """A ZooKeeper or an AsyncZooKeeper behind one blocking interface (``client.zk``)."""
 
-    def __init__(self, zk: ZooKeeper | AsyncZooKeeper, loop: asyncio.AbstractEventLoop | None):
-        self.zk, self.loop, self.is_async = zk, loop, loop is not None
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.zk, name)
-        if not callable(attr):
-            return attr
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            if self.loop is not None and inspect.isawaitable(result):
-                return self.loop.run_until_complete(result)
-            return result
-
-        return run
-
-    def close(self) -> None:
-        if self.loop is not None:
-            self.loop.run_until_complete(self.zk.aclose())
-        else:
-            self.zk.close()
+    @property
+    def zk(self) -> ZooKeeper | AsyncZooKeeper:
+        return self.wrapped  # type: ignore[no-any-return]
 
 
 MakeClient = Callable[..., Client]
@@ -90,19 +72,4 @@ MakeClient = Callable[..., Client]
 def make_client(request: pytest.FixtureRequest) -> Iterator[MakeClient]:
     """Factory over ZooKeeper (``[sync]``) and AsyncZooKeeper (``[async]``)."""
     require_driver("zookeeper", "kazoo")
-    loop = asyncio.new_event_loop() if request.param == "async" else None
-    made: list[Client] = []
-
-    def make(hosts: str, **options: Any) -> Client:
-        kind = AsyncZooKeeper if loop is not None else ZooKeeper
-        client = Client(kind(hosts, **{**FAST, **options}), loop)
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            client.close()
-        if loop is not None:
-            loop.close()
+    yield from blocking_factory(request.param, Client, ZooKeeper, AsyncZooKeeper, FAST)
