@@ -128,22 +128,28 @@ def guard(token: Token | None, fn: Callable[[Any], T],
         if token.bind(lambda: shutdown(sock_of(conn))):
             token.bind(None)
             raise HedgeCancelled
-        try:
-            result = fn(conn)
-        except Exception as exc:
-            if token.bind(None):
-                raise HedgeCancelled from exc
-            raise
-        except BaseException:
-            token.bind(None)
-            raise
-        if token.bind(None):
-            # Cancelled as it ended: its socket may be shut down already, so the
-            # connection must not go back to the pool (the client drops it on raise).
-            raise HedgeCancelled
-        return result
+        # Cancelled as it ended: its socket may be shut down already, so the
+        # connection must not go back to the pool (the client drops it on raise).
+        return _unbound_after(token, fn, conn)
 
     return run
+
+
+def _unbound_after(token: Token, fn: Callable[[Any], T], conn: Any) -> T:
+    # ``fn(conn)``, then the token unbound; a call the token cancelled meanwhile (its
+    # error, or its result) ends as HedgeCancelled.
+    try:
+        result = fn(conn)
+    except Exception as exc:
+        if token.bind(None):
+            raise HedgeCancelled from exc
+        raise
+    except BaseException:
+        token.bind(None)
+        raise
+    if token.bind(None):
+        raise HedgeCancelled  # cancelled as it ended: its result is not wanted
+    return result
 
 
 def guard_context(token: Token | None, fn: Callable[[Any], T]) -> Callable[[Any], T]:
@@ -158,19 +164,9 @@ def guard_context(token: Token | None, fn: Callable[[Any], T]) -> Callable[[Any]
             raise HedgeCancelled
         reset = CANCEL.set(token)
         try:
-            result = fn(conn)
-        except Exception as exc:
-            if token.bind(None):
-                raise HedgeCancelled from exc
-            raise
-        except BaseException:
-            token.bind(None)
-            raise
+            return _unbound_after(token, fn, conn)
         finally:
             CANCEL.reset(reset)
-        if token.bind(None):
-            raise HedgeCancelled  # cancelled as it ended: its result is not wanted
-        return result
 
     return run
 
