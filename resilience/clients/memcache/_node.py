@@ -163,15 +163,15 @@ class _Client(Client):  # type: ignore[misc]  # pymemcache has no type hints
 class NodePool:
     """Idle pymemcache clients of one node, checked out one per call.
 
-    A checked-out client is never shared. ``checkout`` pops an idle client or makes a
-    new one (the bulkhead, not the pool, limits concurrency); ``checkin`` keeps at most
-    ``size`` idle clients. ``list.pop``/``append`` are atomic under the GIL, so the pool
-    takes no lock. In-flight clients are tracked so ``close()`` can shut their sockets
-    down, waking any call blocked on them.
-
-    ``idle``, ``size`` and ``closed`` are public for one reader: the sync client's
-    attempt, which inlines ``checkout`` and ``checkin`` (the hot path); a change to
-    either must follow there (resilience/clients/memcache/_sync.py).
+    A checked-out client is never shared. The sync client's attempt is the checkout
+    (the hot path, no frame of its own; resilience/clients/memcache/_sync.py): it pops
+    ``idle`` and stores the call's deadline on the client's socket (``sock.deadline``;
+    an idle client always holds a connected, armed socket), or, with none idle,
+    :meth:`connect`s a new one (the bulkhead, not the pool, limits concurrency).
+    :meth:`checkin` keeps at most ``size`` idle clients (the attempt inlines it on
+    success: a change to it must follow there). ``list.pop``/``append`` are atomic under
+    the GIL, so the pool takes no lock. In-flight clients are tracked so ``close()`` can
+    shut their sockets down, waking any call blocked on them.
 
     Args:
         host: node host (an IP address avoids an unbounded DNS lookup).
@@ -189,19 +189,6 @@ class NodePool:
         self.idle: list[Client] = []  # atomic pop/append: no lock
         self._all: weakref.WeakSet[Client] = weakref.WeakSet()
         self.closed = False
-
-    def checkout(self, deadline: float, connect_timeout: float) -> Client:
-        """Return a connected client whose socket ends its I/O by ``deadline``.
-
-        Raises:
-            TimeoutError, OSError: connecting failed (the client is discarded).
-        """
-        try:
-            client = self.idle.pop()
-        except IndexError:
-            return self._connect(deadline, connect_timeout)
-        client.sock.deadline = deadline  # idle clients always hold a connected socket
-        return client
 
     def _connect(self, deadline: float, connect_timeout: float) -> Client:
         client = _Client(
@@ -231,7 +218,11 @@ class NodePool:
         return client
 
     def connect(self, deadline: float, connect_timeout: float) -> Client:
-        """A new client, connected (never an idle one); otherwise as :meth:`checkout`."""
+        """A new, connected client whose socket ends its I/O by ``deadline``.
+
+        Raises:
+            TimeoutError, OSError: connecting failed (the client is discarded).
+        """
         return self._connect(deadline, connect_timeout)
 
     def stale(self, client: Client, exc: BaseException, start: float) -> bool:
