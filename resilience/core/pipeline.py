@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-from resilience.core._window import ClosedPermit
+from resilience.core._window import PASS, ClosedPermit
 from resilience.core.breaker import CircuitBreaker
 from resilience.core.deadline import DEADLINE
 from resilience.core.operation import (
@@ -120,7 +120,7 @@ def call(
         # The first attempt, inline: the healthy path is this block and nothing else.
         # The ambient deadline is set for nested calls, unless it already is this one
         # or the attempt has none (op.ambient False: a driver call given its deadline).
-        token = DEADLINE.set(at) if at != outer and op.ambient else None
+        token = DEADLINE.set(at) if op.ambient and at != outer else None
         try:
             result = attempt(at - now)
         except Exception as exc:
@@ -142,7 +142,8 @@ def call(
                 if hot is not None:
                     hot(op, breaker, end - start, op.kind)
             elif op.is_failure_result is None and not op.events.listeners:
-                breaker.on_success(permit, end, end - now)
+                if permit is not PASS:  # a pass-through breaker records nothing
+                    breaker.on_success(permit, end, end - now)
             else:
                 _succeeded(op, breaker, permit, result, start, now, end)
             return result
@@ -206,7 +207,7 @@ async def acall(
                 budget.deposit(now)
             else:
                 budget._cur += 1
-        token = DEADLINE.set(at) if at != outer and op.ambient else None
+        token = DEADLINE.set(at) if op.ambient and at != outer else None
         try:
             result = await attempt(at - now)
         except Exception as exc:
@@ -228,7 +229,8 @@ async def acall(
                 if hot is not None:
                     hot(op, breaker, end - start, op.kind)
             elif op.is_failure_result is None and not op.events.listeners:
-                breaker.on_success(permit, end, end - now)
+                if permit is not PASS:  # a pass-through breaker records nothing
+                    breaker.on_success(permit, end, end - now)
             else:
                 _succeeded(op, breaker, permit, result, start, now, end)
             return result

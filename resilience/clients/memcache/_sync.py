@@ -235,8 +235,11 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         """
         ring = self._ring  # _index inlined: get and set are the hot calls
         index = 0 if ring is None else ring.index(key.encode() if isinstance(key, str) else key)
-        # methodcaller, not a lambda: the driver call needs no Python frame of ours.
-        value = self._call("get", index, methodcaller("get", key, _MISS), timeout)
+        # A lambda, not operator.methodcaller: methodcaller is created and called through
+        # tp_call, and its call enters the driver's Python from C (a new interpreter
+        # frame); the lambda's call stays in the interpreter. Measured with callgrind:
+        # 0.44k fewer instructions per get (benchmarks/instructions.py).
+        value = self._call("get", index, lambda c: c.get(key, _MISS), timeout)
         return default if value is _MISS else value
 
     def _hedged_get(self, key: str | bytes, default: Any = None, *,
@@ -267,8 +270,8 @@ class Memcache(MemcacheBase["tuple[NodePool, ...]"]):
         """Store ``value``; acknowledged by the server (True), never fire-and-forget."""
         ring = self._ring
         index = 0 if ring is None else ring.index(key.encode() if isinstance(key, str) else key)
-        stored: bool = self._call("set", index, methodcaller("set", key, value, expire, False),
-                                  timeout)
+        stored: bool = self._call("set", index,
+                                  lambda c: c.set(key, value, expire, False), timeout)
         return stored
 
     def add(self, key: str | bytes, value: Any, expire: int = 0, *,
