@@ -95,6 +95,10 @@ class CassandraBase(ClientBase[D]):
     idempotent = IDEMPOTENT
     driver_modules = ("cassandra.cluster",)
     extra = "cassandra"
+    # Every attempt sends to the driver with timeout= its deadline and waits at most
+    # that long; nothing in it reads the ambient deadline, so the pipeline need not set
+    # it (execute_concurrent sets it itself around its requests).
+    ambient_deadline = False
     options: CassandraOptions
 
     def __init__(
@@ -116,7 +120,8 @@ class CassandraBase(ClientBase[D]):
                 raise ConfigError("contact_points=[]: expected at least one host")
         opts: CassandraOptions = self._resolve(name, environ,
                                                {"contact_points": contact_points, **options})
-        self._host_index: dict[Any, int] = {}
+        self._host_index: dict[Any, int] = {}  # Host -> endpoint index
+        self._host_ids: dict[int, tuple[Any, int]] = {}  # id(Host) -> (Host, index)
         self._kinds: dict[str, bool] = {}  # CQL text -> is a read
         super().__init__([CLUSTER], opts, events=events, breakers=breakers, clock=clock)
         # Index 0's breaker in the pipeline: disabled (see _cluster_permit).
@@ -124,7 +129,10 @@ class CassandraBase(ClientBase[D]):
         self._breakers[0] = CircuitBreaker(replace(opts.breaker, enabled=False), name=CLUSTER)
         # The driver is imported by now (at construction, as the base requires); looked
         # up once here rather than by an import statement in every call.
+        from cassandra.cluster import ResultSet
         from cassandra.query import BatchStatement, PreparedStatement, SimpleStatement
+
+        self._result_set = ResultSet
 
         self._statement_types = (BatchStatement, PreparedStatement, SimpleStatement)
         # Hedged SELECT (opt-in, docs/hedging.md): the hedged methods are swapped in
@@ -196,9 +204,16 @@ class CassandraBase(ClientBase[D]):
     # ---- hosts -------------------------------------------------------------------------
 
     def _index_of(self, host: Any) -> int:
+        # By id(): a Host's __hash__/__eq__ go through its endpoint (3k instructions a
+        # lookup, measured); the host object is kept beside its index, so an id reused
+        # after a host left the metadata can never match.
+        known = self._host_ids.get(id(host))
+        if known is not None and known[0] is host:
+            return known[1]
         index = self._host_index.get(host)
         if index is None:
             index = self._host_index[host] = self._add_endpoint(str(host.endpoint))
+        self._host_ids[id(host)] = (host, index)
         return index
 
     def _skip(self, host: Any) -> bool:

@@ -143,6 +143,9 @@ class Connector:
         self.policy = BreakerAwarePolicy(
             TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=options.local_dc or None)), skip
         )
+        #: ``plan(keyspace, statement)``: the wrapped policy's query plan (the client
+        #: walks it itself, asking each host's breaker for a permit).
+        self.plan = self.policy.child.make_query_plan
         self._lock = threading.Lock()
         self._pending: _Connect | None = None
         self._closed = False

@@ -68,7 +68,7 @@ class Sender:
         now = _monotonic()
         errors: dict[Any, BaseException] = {}  # hosts that refused it unsent
         skipped = 0
-        plan = connector.policy.child.make_query_plan(session.keyspace, plan_query)
+        plan = connector.plan(session.keyspace, plan_query)
         if request.failed_host is not None:  # a retry: the host that just failed goes last
             plan = request.replan(plan)
         for host in plan:
@@ -123,15 +123,23 @@ class Sender:
             breaker.on_failure(permit, end, end - began)
 
     def _finish(self: Any, flight: Flight, exc: BaseException | None = None) -> Any:
-        """Record the host's outcome; the driver's ResultSet, or raise the mapped error."""
+        """Record the host's outcome; the driver's ResultSet, or raise the mapped error.
+
+        Called once the future has ended (or with ``exc`` when it did not in time).
+        """
         future = flight.future
         if exc is None:
             exc = future._final_exception
+            if exc is None:
+                # The healthy path: the success straight to the host's breaker, and the
+                # ResultSet built as future.result() builds it, without its second
+                # Event.wait (three more frames; the event is already set).
+                end = _monotonic()
+                self._breakers[flight.index].on_success(flight.permit, end, end - flight.began)
+                return self._result_set(future, future._final_result)
         self._record(self._breakers[flight.index], flight.permit, flight.began, exc)
-        if exc is not None:
-            flight.request.failed_host = flight.host
-            raise self._host_failure(exc, flight.request, flight.index) from exc
-        return future.result()
+        flight.request.failed_host = flight.host
+        raise self._host_failure(exc, flight.request, flight.index) from exc
 
     def _late(self: Any, flight: Flight) -> BaseException:
         """The error for a future the driver did not end within the deadline."""

@@ -59,9 +59,12 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
     def _attempt(self, connector: Any, index: int, fn: Any, remaining: float, op: str) -> Any:
         began = _monotonic()
         deadline = began + remaining
-        permit = self._cluster_permit(op, began)
+        cluster = self._cluster
+        permit = cluster.acquire(began)
+        if permit is None:
+            raise self._cluster_open(op, began)
         try:
-            session = connector.get(remaining)
+            session = connector.session or connector.get(remaining)
             if isinstance(fn, list):
                 result: Any = self._send_many(connector, session, fn, deadline)
             else:
@@ -75,7 +78,8 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
         except BaseException as exc:
             self._cluster_outcome(permit, began, exc)
             raise
-        self._cluster_outcome(permit, began, None)
+        end = _monotonic()
+        cluster.on_success(permit, end, end - began)  # _cluster_outcome's success
         return result
 
     def _health_probe(self, index: int, timeout: float) -> None:
@@ -142,9 +146,10 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
                 host's breaker is open, or the cluster's. Caller mistakes (bad CQL, a
                 missing table, no permission) raise the driver's exception unchanged.
         """
-        request = self._request(query, params, idempotent, consistency, paging_state,
-                                fetch_size)
-        return self._result(self._call(request.op, 0, _fn(request), timeout), timeout)
+        # Any: the base hands ``fn`` to _attempt untouched; here it is the Request.
+        request: Any = self._request(query, params, idempotent, consistency, paging_state,
+                                     fetch_size)
+        return self._result(self._call(request.op, 0, request, timeout), timeout)
 
     def prepare(self, query: str, *, timeout: float | None = None) -> Any:
         """A prepared statement for ``query``, prepared once per text on one host within
