@@ -52,17 +52,14 @@ class DeadlineSocket(socket.socket):
     """A socket whose every receive and send ends by the ambient deadline (if one is set).
 
     A socket timeout applies to each operation from its start, so an operation starting
-    now ends by ``now + armed``; the socket re-arms only when that is more than 2 ms from
-    the deadline (``settimeout`` records the armed value, urllib3's calls included).
-    urllib3 arms the read timeout at what is left of the deadline just before it reads,
-    so on the healthy path a receive costs a clock read and a comparison, not a syscall.
+    now ends by ``now + timeout``; the socket re-arms only when that is more than 2 ms
+    from the deadline. urllib3 arms the read timeout at what is left of the deadline
+    just before it reads, so on the healthy path a receive costs a clock read, a
+    ``gettimeout()`` and a comparison, not a syscall. The base class's methods are
+    called directly, not through ``super()`` (which builds a proxy object per call).
     """
 
-    __slots__ = ("_armed",)
-
-    def settimeout(self, value: float | None) -> None:
-        super().settimeout(value)
-        self._armed = _NEVER if value is None else value
+    __slots__ = ()
 
     def _bound(self) -> None:
         at = DEADLINE.get()
@@ -70,21 +67,28 @@ class DeadlineSocket(socket.socket):
             now = _monotonic()
             if now >= at:
                 raise TimeoutError("deadline reached while reading the reply")
-            ends = now + getattr(self, "_armed", _NEVER)
+            armed = self.gettimeout()
+            ends = _NEVER if armed is None else now + armed
             if ends > at + _SLACK or ends < at - _SLACK:
-                self.settimeout(at - now)
+                _settimeout(self, at - now)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         self._bound()
-        return super().recv_into(buffer, nbytes, flags)
+        return _recv_into(self, buffer, nbytes, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         self._bound()
-        return super().recv(bufsize, flags)
+        return _recv(self, bufsize, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         self._bound()
-        super().sendall(data, flags)
+        _sendall(self, data, flags)
+
+
+_settimeout = socket.socket.settimeout
+_recv_into = socket.socket.recv_into
+_recv = socket.socket.recv
+_sendall = socket.socket.sendall
 
 
 def _deadline_socket(sock: socket.socket, live: weakref.WeakSet[socket.socket] | None
@@ -173,7 +177,9 @@ class _PoolMixin:
         # ~2 us more a call; the connect cap is applied where a connection is made.
         kw["timeout"] = left
         kw["pool_timeout"] = min(self._resilience_wait, left)
-        return super().urlopen(method, url, *args, **kw)  # type: ignore[misc]
+        # HTTPConnectionPool's, which the HTTPS pool inherits (not super(): no proxy
+        # object per request).
+        return HTTPConnectionPool.urlopen(self, method, url, *args, **kw)  # type: ignore[arg-type]
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
