@@ -15,7 +15,7 @@ Kernel work (the syscalls, the server) is not counted: this is the client-side P
 and C the call runs. The raw figure includes the loop's own step (about 0.9k).
 
 Usage: python benchmarks/instructions.py [--datastores memcached,cassandra,...]
-       [--calls N] [--json FILE] [--markdown FILE]
+       [--calls N] [--repeat R] [--json FILE] [--markdown FILE]
 Needs valgrind and a C compiler (``apt-get install valgrind gcc``); the servers come from
 the harness. Every child is bounded (TIMEOUT seconds).
 """
@@ -29,6 +29,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,19 +183,30 @@ def _count(helper: Path, datastore: str, subject: str, op: str, calls: int,
     return int(found.group(1).replace(",", ""))
 
 
-def measure(helper: Path, datastore: str, calls: int, port: int) -> dict[str, dict[str, int]]:
-    """Instructions per call, ``{op: {subject: n}}``."""
+def measure(helper: Path, datastore: str, calls: int, port: int,
+            repeat: int = 1) -> dict[str, dict[str, int]]:
+    """Instructions per call, ``{op: {subject: n}}``: the median of ``repeat`` runs.
+
+    One run's count is exact, but a threaded driver's varies a little from run to run
+    (cassandra-driver: about +-5k per call, with how the reply and the waiting caller
+    meet), hence the median for those.
+    """
     result: dict[str, dict[str, int]] = {}
     for op in OPS[datastore]:
         for subject in SUBJECTS:
-            n = round(_count(helper, datastore, subject, op, calls, port) / calls)
+            n = round(statistics.median(
+                _count(helper, datastore, subject, op, calls, port) for _ in range(repeat)
+            ) / calls)
             result.setdefault(op, {})[subject] = n
             print(f"{datastore} {op} {subject}: {n} instructions", file=sys.stderr)
     return result
 
 
 def markdown(res: dict[str, Any]) -> str:
-    calls = ", ".join(f"{d}: N = {n}" for d, n in res["calls"].items())
+    repeat = res.get("repeat", {})
+    calls = ", ".join(f"{d}: N = {n}" + (f", median of {repeat[d]} runs"
+                                          if repeat.get(d, 1) > 1 else "")
+                      for d, n in res["calls"].items())
     lines = ["# Instructions per healthy call (callgrind)", "",
              f"Machine: {res['machine']}; Python {res['python']}; the instructions of "
              f"N calls after a warm-up ({calls}), per call (every thread of the client "
@@ -214,7 +226,8 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run(datastore: str, helper: Path, calls: int, work: Path) -> dict[str, dict[str, int]]:
+def _run(datastore: str, helper: Path, calls: int, work: Path,
+         repeat: int) -> dict[str, dict[str, int]]:
     work.mkdir(parents=True, exist_ok=True)
     if datastore == "memcached":
         from resilience.servers.memcached import Memcached
@@ -240,7 +253,7 @@ def _run(datastore: str, helper: Path, calls: int, work: Path) -> dict[str, dict
             from resilience.bench.search import _seed
 
             _seed(datastore, server.url)
-        return measure(helper, datastore, calls, server.port)
+        return measure(helper, datastore, calls, server.port, repeat)
     finally:
         server.kill()
 
@@ -249,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datastores", default="memcached,cassandra,elasticsearch,opensearch")
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per subject; the median is kept")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--child", nargs=5,
@@ -264,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--datastores {args.datastores!r}: expected some of {', '.join(OPS)}")
     if args.calls < 1:
         parser.error(f"--calls {args.calls}: expected at least 1")
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: expected at least 1")
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: apt-get install valgrind", file=sys.stderr)
         return 2
@@ -272,19 +289,21 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         helper = _helper(work)
         for datastore in datastores:
-            counts[datastore] = _run(datastore, helper, args.calls, work / datastore)
+            counts[datastore] = _run(datastore, helper, args.calls, work / datastore,
+                                     args.repeat)
     from resilience.bench.machine import cpu_model
 
     res: dict[str, Any] = {"machine": f"{cpu_model()}, {platform.machine()}",
-                           "python": platform.python_version(), "calls": {},
+                           "python": platform.python_version(), "calls": {}, "repeat": {},
                            "instructions": {}, "more": {}}
     if args.json and args.json.exists():  # the datastores not run this time are kept
         old = json.loads(args.json.read_text())
-        for key in ("calls", "instructions", "more"):
+        for key in ("calls", "repeat", "instructions", "more"):
             if isinstance(old.get(key), dict):
                 res[key] = old[key]
     for datastore, ops in counts.items():
         res["calls"][datastore] = args.calls
+        res["repeat"][datastore] = args.repeat
         if datastore == "memcached":
             res["instructions"] = ops
         else:

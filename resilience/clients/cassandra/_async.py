@@ -104,7 +104,7 @@ class AsyncCassandra(AsyncHedging, CassandraBase[Any]):
                 return self._finish(flight, self._late(flight))
             except BaseException:  # cancelled: no outcome for the host
                 future.clear_callbacks()
-                self._breakers[flight.index].release(flight.permit)
+                self._breakers[flight.host_index].release(flight.permit)
                 raise
         return self._finish(flight)
 
@@ -129,7 +129,7 @@ class AsyncCassandra(AsyncHedging, CassandraBase[Any]):
 
     def _result(self, answer: tuple[Flight, Any], timeout: float | None) -> AsyncResult:
         flight, rs = answer
-        return AsyncResult(self, rs, flight.request, timeout, self._endpoints[flight.index])
+        return AsyncResult(self, rs, flight.request, timeout, self._endpoints[flight.host_index])
 
     async def execute(self, query: Any, params: Any = None, *, timeout: float | None = None,
                       idempotent: bool | None = None, consistency: str | None = None,

@@ -118,7 +118,7 @@ class _Hedging(Sender):
         """The loser: its answer unwanted, nothing recorded on its host's breaker (the
         driver's timer still ends the request on the wire by the deadline)."""
         flight.future.clear_callbacks()
-        self._breakers[flight.index].release(flight.permit)
+        self._breakers[flight.host_index].release(flight.permit)
         raise HedgeCancelled
 
 

@@ -120,7 +120,7 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
 
     def _result(self, answer: tuple[Flight, Any], timeout: float | None) -> Result:
         flight, rs = answer
-        return Result(self, rs, flight.request, timeout, self._endpoints[flight.index])
+        return Result(self, rs, flight.request, timeout, self._endpoints[flight.host_index])
 
     # ---- public API --------------------------------------------------------------------
 
