@@ -132,9 +132,8 @@ class CassandraBase(ClientBase[D]):
         from cassandra.cluster import ResultSet
         from cassandra.query import BatchStatement, PreparedStatement, SimpleStatement
 
-        self._result_set = ResultSet
-
         self._statement_types = (BatchStatement, PreparedStatement, SimpleStatement)
+        self._result_set = ResultSet
         # Hedged SELECT (opt-in, docs/hedging.md): the hedged methods are swapped in
         # here, so with hedging off the read path is untouched (._hedged).
         self._hedge = HedgePolicy(opts.hedge, clock) if opts.hedge.enabled else None

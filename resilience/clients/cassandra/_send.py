@@ -23,9 +23,9 @@ _monotonic = time.monotonic
 class Flight(NamedTuple):
     """A request sent to one host, waiting for its answer.
 
-    A named tuple built with ``tuple.__new__``: a class with an
-    ``__init__`` costs a Python frame entered from C on every request (2.3k
-    instructions, measured; this is 0.4k).
+    A named tuple built with ``tuple.__new__``: a class with an ``__init__`` costs a
+    Python frame entered from C on every request (2.3k instructions, measured; this is
+    0.4k).
     """
 
     future: Any
