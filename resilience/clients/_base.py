@@ -58,7 +58,7 @@ from resilience.core.fallback import Fallback
 from resilience.core.operation import Operation
 from resilience.core.pipeline import acall, call
 from resilience.core.prober import ClientProbing
-from resilience.core.retry import RetryPolicy, default_is_transient
+from resilience.core.retry import RetryBudget, RetryPolicy, default_is_transient
 from resilience.errors import BackendUnavailableError, MissingDriverError, ResilienceError
 
 __all__ = ["ClientBase", "live_clients"]
@@ -292,8 +292,36 @@ class ClientBase(Generic[D]):
         Raises:
             KeyError: ``endpoint`` is not one of this client's endpoints.
         """
+        return self._breakers[self._endpoint_index(endpoint)]
+
+    def bulkhead(self, endpoint: str) -> Bulkhead | None:
+        """The bulkhead of one endpoint (every operation on it shares it); None when
+        bulkheads are off.
+
+        Raises:
+            KeyError: ``endpoint`` is not one of this client's endpoints.
+        """
+        ops = self._ops[self._endpoint_index(endpoint)]
+        return next(iter(ops.values())).bulkhead if ops else None
+
+    @property
+    def breaker_registry(self) -> BreakerRegistry:
+        """The registry this client's breakers come from (may be shared with others)."""
+        return self._registry
+
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The retry budget every call of this client draws on; None when it is off."""
+        return self._retry.budget
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the client's breakers, budget and deadlines read."""
+        return self._clock
+
+    def _endpoint_index(self, endpoint: str) -> int:
         try:
-            return self._breakers[self._endpoints.index(endpoint)]
+            return self._endpoints.index(endpoint)
         except ValueError:
             raise KeyError(f"{endpoint!r} is not an endpoint of {self!r}") from None
 

@@ -102,9 +102,9 @@ def sources_of(target: Any) -> tuple[EventBus, Source | None]:
     if isinstance(target, EventBus):
         return target, None
     bus = target.events
-    if hasattr(target, "_registry"):  # a client: its registry holds its endpoints
-        registry, retry = target._registry, target._retry
-        return bus, Source(target.service, registry.__iter__, retry.budget)
+    if hasattr(target, "breaker_registry"):  # a client: its registry holds its endpoints
+        registry = target.breaker_registry
+        return bus, Source(target.service, registry.__iter__, target.retry_budget)
     op = target.operation  # a Policy
     breaker = target.breaker
     return bus, Source(op.service, lambda: (breaker,), op.budget)

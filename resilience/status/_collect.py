@@ -48,15 +48,10 @@ def _broken(kind: str, obj: Any, exc: Exception) -> _Target:
 
 
 def _of_client(client: Any) -> _Target:
-    # Private attributes read in this one place, as the metrics exporter reads them
-    # (resilience.core.metrics.sources_of): the client keeps no public copy of them.
-    entries = []
-    for index, endpoint in enumerate(client.endpoints):
-        ops = client._ops[index]
-        bulkhead = next(iter(ops.values())).bulkhead if ops else None
-        entries.append((client.breaker(endpoint), bulkhead))
-    return _Target("client", client.service, entries, client._retry.budget,
-                   client._clock.monotonic)
+    entries = [(client.breaker(endpoint), client.bulkhead(endpoint))
+               for endpoint in client.endpoints]
+    return _Target("client", client.service, entries, client.retry_budget,
+                   client.clock.monotonic)
 
 
 def _of_policy(policy: Any) -> _Target:

@@ -139,6 +139,20 @@ def test_endpoints_added_later_get_their_own_breaker_and_keep_their_index() -> N
         client.breaker("c:3")
 
 
+def test_each_endpoint_has_its_bulkhead_and_the_client_shows_its_budget_and_clock() -> None:
+    client = Tiny(bulkhead_max_concurrent=3)
+    client._add_endpoint("b:2")
+    first, second = client.bulkhead("a:1"), client.bulkhead("b:2")
+    assert first is not None and second is not None and first is not second
+    assert client._op("read", 0).bulkhead is first  # what the calls on a:1 take
+    assert client.retry_budget is client._retry.budget
+    assert client.clock is client._clock
+    assert set(client.breaker_registry) >= {client.breaker("a:1"), client.breaker("b:2")}
+    with pytest.raises(KeyError, match="c:3"):
+        client.bulkhead("c:3")
+    assert Tiny(bulkhead_max_concurrent=0).bulkhead("a:1") is None  # no limit, no bulkhead
+
+
 def test_a_missing_driver_is_reported_at_construction_naming_the_extra(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pymemcache", None)  # as if not installed
