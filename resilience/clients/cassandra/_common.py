@@ -120,7 +120,6 @@ class CassandraBase(ClientBase[D]):
                 raise ConfigError("contact_points=[]: expected at least one host")
         opts: CassandraOptions = self._resolve(name, environ,
                                                {"contact_points": contact_points, **options})
-        self._host_index: dict[Any, int] = {}  # Host -> endpoint index
         self._host_ids: dict[int, tuple[Any, int]] = {}  # id(Host) -> (Host, index)
         self._kinds: dict[str, bool] = {}  # CQL text -> is a read
         super().__init__([CLUSTER], opts, events=events, breakers=breakers, clock=clock)
@@ -203,23 +202,28 @@ class CassandraBase(ClientBase[D]):
     # ---- hosts -------------------------------------------------------------------------
 
     def _index_of(self, host: Any) -> int:
+        """The endpoint index of ``host``, adding the endpoint the first time."""
         # By id(): a Host's __hash__/__eq__ go through its endpoint (3k instructions a
         # lookup, measured); the host object is kept beside its index, so an id reused
-        # after a host left the metadata can never match.
+        # after a host left the metadata can never match. A new Host object for a known
+        # address gets that address's index (_add_endpoint returns it).
         known = self._host_ids.get(id(host))
         if known is not None and known[0] is host:
             return known[1]
-        index = self._host_index.get(host)
-        if index is None:
-            index = self._host_index[host] = self._add_endpoint(str(host.endpoint))
+        index = self._add_endpoint(str(host.endpoint))
         self._host_ids[id(host)] = (host, index)
         return index
 
     def _skip(self, host: Any) -> bool:
         """For the load-balancing policy: leave ``host`` out while its breaker is open."""
-        index = self._host_index.get(host)
-        if index is None:
-            return False
+        known = self._host_ids.get(id(host))
+        if known is not None and known[0] is host:
+            index = known[1]
+        else:  # a Host object no request has used yet: by its address, if known
+            endpoint = str(host.endpoint)
+            if endpoint not in self._endpoints:
+                return False
+            index = self._endpoints.index(endpoint)
         breaker = self._breakers[index]
         # CLOSED (the usual case) has a standing permit: one attribute read. Otherwise
         # OPEN past its interval turns HALF_OPEN here and stays in the plan (the probe).

@@ -111,7 +111,7 @@ class _Hedging(Sender):
 
     def _other_host(self: Any, connector: Any, session: Any, request: Request,
                     first: Any) -> bool:
-        plan = connector.policy.child.make_query_plan(session.keyspace, request.statement)
+        plan = connector.plan(session.keyspace, request.statement)
         return any(h != first and not self._skip(h) for h in plan)
 
     def _abandon(self: Any, flight: Flight) -> Any:

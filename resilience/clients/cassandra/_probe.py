@@ -42,7 +42,7 @@ def _target(client: Any, connector: Any, index: int) -> Any:
         if not hosts:
             raise NotProbeable("no host is up in the driver")
         return hosts[0]
-    for host, i in list(client._host_index.items()):
+    for host, i in list(client._host_ids.values()):
         if i == index:
             return host
     raise NotProbeable(f"host {client.endpoints[index]} is not known to the session")

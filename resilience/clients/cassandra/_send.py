@@ -134,14 +134,12 @@ class Sender:
         future = flight.future
         if exc is None:
             exc = future._final_exception
-            if exc is None:
-                # The healthy path: the success straight to the host's breaker, and the
-                # ResultSet built as future.result() builds it, without its second
-                # Event.wait (three more frames; the event is already set).
-                end = _monotonic()
-                self._breakers[flight.host_index].on_success(flight.permit, end, end - flight.began)
-                return self._result_set(future, future._final_result)
-        self._record(self._breakers[flight.host_index], flight.permit, flight.began, exc)
+        breaker = self._breakers[flight.host_index]
+        self._record(breaker, flight.permit, flight.began, exc)
+        if exc is None:
+            # The ResultSet built as future.result() builds it, without its second
+            # Event.wait (three more Python frames; the event is already set).
+            return self._result_set(future, future._final_result)
         flight.request.failed_host = flight.host
         raise self._host_failure(exc, flight.request, flight.host_index) from exc
 

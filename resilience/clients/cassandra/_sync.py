@@ -59,12 +59,9 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
     def _attempt(self, connector: Any, index: int, fn: Any, remaining: float, op: str) -> Any:
         began = _monotonic()
         deadline = began + remaining
-        cluster = self._cluster
-        permit = cluster.acquire(began)
-        if permit is None:
-            raise self._cluster_open(op, began)
+        permit = self._cluster_permit(op, began)
         try:
-            session = connector.session or connector.get(remaining)
+            session = connector.get(remaining)
             if isinstance(fn, list):
                 result: Any = self._send_many(connector, session, fn, deadline)
             else:
@@ -78,8 +75,7 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
         except BaseException as exc:
             self._cluster_outcome(permit, began, exc)
             raise
-        end = _monotonic()
-        cluster.on_success(permit, end, end - began)  # _cluster_outcome's success
+        self._cluster_outcome(permit, began, None)
         return result
 
     def _health_probe(self, index: int, timeout: float) -> None:
