@@ -128,8 +128,7 @@ class AsyncCassandra(AsyncHedging, CassandraBase[Any]):
         return out
 
     def _result(self, answer: tuple[Flight, Any], timeout: float | None) -> AsyncResult:
-        flight, rs = answer
-        return AsyncResult(self, rs, flight.request, timeout, self._endpoints[flight.host_index])
+        return AsyncResult.of(self, answer, timeout)  # type: ignore[no-any-return]
 
     async def execute(self, query: Any, params: Any = None, *, timeout: float | None = None,
                       idempotent: bool | None = None, consistency: str | None = None,

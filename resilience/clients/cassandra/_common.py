@@ -277,9 +277,9 @@ class CassandraBase(ClientBase[D]):
                 known = self._kinds[text] = is_read(text)
             read = known
             op = "select" if read else "write"
-        flag = read or bool(getattr(statement, "is_idempotent", False))
-        return Request(statement, params, op, flag if idempotent is None else idempotent,
-                       paging_state)
+        if idempotent is None:
+            idempotent = read or bool(getattr(statement, "is_idempotent", False))
+        return Request(statement, params, op, idempotent, paging_state)
 
     def _batch(self, statements: Any, kind: str, consistency: str | None,
                idempotent: bool | None) -> Request:

@@ -29,6 +29,7 @@ from resilience.clients.cassandra._hedged import SyncHedging
 from resilience.clients.cassandra._probe import outcome, send_probe
 from resilience.clients.cassandra._result import Result
 from resilience.clients.cassandra._send import Flight
+from resilience.core._window import ClosedPermit
 from resilience.core.deadline import deadline as _ambient
 from resilience.errors import ResilienceError
 
@@ -59,9 +60,13 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
     def _attempt(self, connector: Any, index: int, fn: Any, remaining: float, op: str) -> Any:
         began = _monotonic()
         deadline = began + remaining
-        permit = self._cluster_permit(op, began)
+        # The cluster breaker's permit: CLOSED's standing one without a frame (the
+        # breaker's contract, as the pipeline inlines it), else the full check.
+        permit = self._cluster._fast_permit or self._cluster_permit(op, began)
         try:
-            session = connector.get(remaining)
+            session = connector.session
+            if session is None:
+                session = connector.get(remaining)
             if isinstance(fn, list):
                 result: Any = self._send_many(connector, session, fn, deadline)
             else:
@@ -75,7 +80,11 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
         except BaseException as exc:
             self._cluster_outcome(permit, began, exc)
             raise
-        self._cluster_outcome(permit, began, None)
+        end = _monotonic()
+        if type(permit) is ClosedPermit and end - began < permit.slow_after:
+            permit.window.add_ok(end)  # on_success's fast path, inlined as the pipeline does
+        else:
+            self._cluster_outcome(permit, began, None)
         return result
 
     def _health_probe(self, index: int, timeout: float) -> None:
@@ -115,8 +124,7 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
         return out
 
     def _result(self, answer: tuple[Flight, Any], timeout: float | None) -> Result:
-        flight, rs = answer
-        return Result(self, rs, flight.request, timeout, self._endpoints[flight.host_index])
+        return Result.of(self, answer, timeout)  # type: ignore[no-any-return]
 
     # ---- public API --------------------------------------------------------------------
 
@@ -145,7 +153,7 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
         # Any: the base hands ``fn`` to _attempt untouched; here it is the Request.
         request: Any = self._request(query, params, idempotent, consistency, paging_state,
                                      fetch_size)
-        return self._result(self._call(request.op, 0, request, timeout), timeout)
+        return Result.of(self, self._call(request.op, 0, request, timeout), timeout)  # type: ignore[no-any-return]
 
     def prepare(self, query: str, *, timeout: float | None = None) -> Any:
         """A prepared statement for ``query``, prepared once per text on one host within
