@@ -44,6 +44,7 @@ from cassandra.policies import (
 
 from resilience.clients.cassandra._errors import connect_pending
 from resilience.clients.cassandra._options import CassandraOptions
+from resilience.clients.cassandra._replica import FirstReplica
 
 __all__ = ["BreakerAwarePolicy", "Connector"]
 
@@ -72,6 +73,10 @@ class BreakerAwarePolicy(WrapperPolicy):  # type: ignore[misc]
         for host in self._child_policy.make_query_plan(working_keyspace, query):
             if not skip(host):
                 yield host
+
+
+def _no_replica(keyspace: str | None, statement: Any) -> None:
+    return None
 
 
 def _resolve(point: str, port: int, until: float) -> tuple[str, int]:
@@ -140,15 +145,17 @@ class Connector:
 
     def __init__(self, options: CassandraOptions, skip: Callable[[Any], bool]) -> None:
         self.options = options
-        self.policy = BreakerAwarePolicy(
-            TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=options.local_dc or None)), skip
-        )
+        self._dc_policy = DCAwareRoundRobinPolicy(local_dc=options.local_dc or None)
+        self.policy = BreakerAwarePolicy(TokenAwarePolicy(self._dc_policy), skip)
         #: ``plan(keyspace, statement)``: the wrapped policy's query plan (the client
         #: walks it itself, asking each host's breaker for a permit).
         self.plan = self.policy.child.make_query_plan
         self._lock = threading.Lock()
         self._pending: _Connect | None = None
         self._closed = False
+        #: ``first(keyspace, statement)``: the host the plan would start with, or None
+        #: (:mod:`._replica`); set with the session.
+        self.first: Callable[[str | None, Any], Any] = _no_replica
         self.session: Session | None = None  # set once connected; read without the lock
         self.cluster: Cluster | None = None
         self.prepared: dict[str, Any] = {}  # CQL text -> PreparedStatement, per session
@@ -223,6 +230,7 @@ class Connector:
         with self._lock:
             closed = self._closed
             if not closed:
+                self.first = FirstReplica(cluster.metadata, self._dc_policy).find
                 self.session, self.cluster = session, cluster
             self._pending = None
         if closed:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from resilience.clients.cassandra._common import Request
 from resilience.clients.cassandra._errors import never_sent
+from resilience.clients.cassandra._replica import first_then
 from resilience.core._window import ClosedPermit
 
 __all__ = ["Flight", "Sender"]
@@ -69,9 +70,18 @@ class Sender:
         now = _monotonic()
         errors: dict[Any, BaseException] | None = None  # hosts that refused it unsent
         skipped = 0
-        plan = connector.plan(session.keyspace, None if prepare else request.statement)
-        if request.failed_host is not None:  # a retry: the host that just failed goes last
-            plan = request.replan(plan)
+        keyspace = session.keyspace
+        if prepare:
+            plan = connector.plan(keyspace, None)
+        elif request.failed_host is not None:  # a retry: the host that just failed goes last
+            plan = request.replan(connector.plan(keyspace, request.statement))
+        else:
+            # The usual first host without the policy's generators (._replica); the whole
+            # plan only when that host is not taken, or cannot be told so cheaply.
+            statement = request.statement
+            first = connector.first(keyspace, statement)
+            plan = (connector.plan(keyspace, statement) if first is None
+                    else first_then(first, connector.plan, keyspace, statement))
         for host in plan:
             # self._index_of(host) and breaker.acquire(now) without their frames (the
             # breaker's contract, as the pipeline inlines it): the usual case.

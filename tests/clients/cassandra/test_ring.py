@@ -226,3 +226,29 @@ def test_writes_serial_reads_and_later_pages_never_hedge(ring: Any) -> None:
         assert len(list(first)) >= 30  # five more pages, none hedged
         assert policy.sent + policy.refused == started, policy
         assert sum(e.kind == "hedge" for e in seen) == policy.sent
+
+
+def test_the_first_host_is_the_one_the_token_aware_plan_starts_with(ring: Any) -> None:
+    """The client finds a read's first host without the policy's generators
+    (``_replica.FirstReplica``): for every key it is the host the driver's
+    TokenAwarePolicy plan yields first, and each of the three nodes is first for some
+    keys (so the lookup really follows the ring, not one fixed host)."""
+    from resilience.clients.cassandra import Cassandra
+
+    points = [f"{h}:{p}" for h, p in ring.endpoints]
+    with Cassandra(points, timeout=5.0, keyspace="ring_ks", environ={}) as db:
+        get = db.prepare("SELECT v FROM kv WHERE k = ?", timeout=10.0)
+        db.execute(get, ("k0",))
+        connector = db._driver.get()
+        keyspace = connector.session.keyspace
+        firsts = set()
+        for i in range(300):
+            bound = get.bind((f"key-{i}",))
+            expected = next(iter(connector.policy.child.make_query_plan(keyspace, bound)))
+            assert connector.first(keyspace, bound) is expected, f"key-{i}"
+            firsts.add(expected)
+        assert len(firsts) == 3
+        # No routing key (plain CQL text): not answered here, the whole plan is walked.
+        from cassandra.query import SimpleStatement
+
+        assert connector.first(keyspace, SimpleStatement("SELECT v FROM kv")) is None
