@@ -88,7 +88,7 @@ class AsyncCassandra(AsyncHedging, CassandraBase[Any]):
 
     async def _wait(self, flight: Flight, deadline: float) -> Any:
         """The flight's ResultSet, awaited at most until ``deadline``."""
-        future = flight.future
+        future, _, index, permit, _, _ = flight
         if not future._event.is_set():
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
@@ -104,7 +104,7 @@ class AsyncCassandra(AsyncHedging, CassandraBase[Any]):
                 return self._finish(flight, self._late(flight))
             except BaseException:  # cancelled: no outcome for the host
                 future.clear_callbacks()
-                self._breakers[flight.host_index].release(flight.permit)
+                self._breakers[index].release(permit)
                 raise
         return self._finish(flight)
 

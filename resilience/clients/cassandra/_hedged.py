@@ -101,7 +101,7 @@ class _Hedging(Sender):
         pair = request.pair
         if not request.hedge:
             flight = Sender._start(self, connector, session, request, deadline)
-            pair.first = flight.host
+            pair.first = flight[1]
             return flight
         first = pair.first
         if first is None or not self._other_host(connector, session, request, first):
@@ -117,8 +117,9 @@ class _Hedging(Sender):
     def _abandon(self: Any, flight: Flight) -> Any:
         """The loser: its answer unwanted, nothing recorded on its host's breaker (the
         driver's timer still ends the request on the wire by the deadline)."""
-        flight.future.clear_callbacks()
-        self._breakers[flight.host_index].release(flight.permit)
+        future, _, index, permit, _, _ = flight
+        future.clear_callbacks()
+        self._breakers[index].release(permit)
         raise HedgeCancelled
 
 
@@ -169,7 +170,7 @@ class SyncHedging(_Hedging):
     def _wait_hedged(self: Any, flight: Flight, deadline: float, token: Token) -> Any:
         """The flight's ResultSet; woken early by the other attempt's win (then the
         answer is abandoned and HedgeCancelled raised)."""
-        future = flight.future
+        future = flight[0]
         wake = threading.Event()
 
         def done(*_: Any) -> None:  # the driver's reactor thread, or inline if done

@@ -24,7 +24,7 @@ from typing import Any
 from cassandra.metadata import MAX_LONG, MIN_LONG, Murmur3Token, murmur3
 from cassandra.query import BoundStatement
 
-__all__ = ["FirstReplica", "first_then"]
+__all__ = ["FirstReplica", "rest_of_plan"]
 
 
 class FirstReplica:
@@ -69,12 +69,11 @@ class FirstReplica:
             known = self._index(keyspace, tokens, by_token)
             if known is None:
                 return None
-        values = known[2]
         h = murmur3(key)
-        point = bisect_left(values, h if h != MIN_LONG else MAX_LONG)
+        point = bisect_left(known[2], h if h != MIN_LONG else MAX_LONG)
         local = self._dc.local_dc
         # Host.datacenter is a property over _datacenter: read directly (a frame less).
-        for host in known[3][point if point < len(values) else 0]:
+        for host in known[3][point]:
             if host.is_up and (host._datacenter or local) == local:
                 return host
         return None
@@ -83,19 +82,18 @@ class FirstReplica:
                ) -> tuple[Any, Any, list[int], list[Any]] | None:
         # Token objects hash and compare through Python methods: the ring becomes a list
         # of ints and a list of each position's replicas, looked up by position.
-        if not by_token or tokens.token_class is not Murmur3Token or murmur3 is None:
-            return None  # not built for this keyspace yet (the driver's plan builds it)
         ring = tokens.ring
-        known = (ring, by_token, [token.value for token in ring],
-                 [by_token.get(token, ()) for token in ring])
+        if not by_token or not ring or tokens.token_class is not Murmur3Token or murmur3 is None:
+            return None  # not built for this keyspace yet (the driver's plan builds it)
+        # A token past the last one belongs to the first position (the ring wraps): the
+        # replicas list has one more item, the first one's again.
+        replicas = [by_token.get(token, ()) for token in ring]
+        known = (ring, by_token, [token.value for token in ring], [*replicas, replicas[0]])
         self._keyspaces[keyspace] = known
         return known
 
 
-def first_then(first: Any, plan: Any, keyspace: str | None, statement: Any) -> Iterator[Any]:
-    """``first``, then the policy's plan without it (asked only if ``first`` is not
-    taken: its breaker refuses, or the driver has no connection to it)."""
-    yield first
-    for host in plan(keyspace, statement):
-        if host is not first:
-            yield host
+def rest_of_plan(first: Any, plan: Any, keyspace: str | None, statement: Any) -> Iterator[Any]:
+    """The policy's plan without ``first`` (walked only when ``first`` was not taken:
+    its breaker refused, or the driver had no connection to it)."""
+    return (host for host in plan(keyspace, statement) if host is not first)

@@ -71,20 +71,29 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
                 result: Any = self._send_many(connector, session, fn, deadline)
             else:
                 flight = self._start(connector, session, fn, deadline)
+                future, _, index, host, sent, _ = flight
                 # The driver's timer ends the future at the deadline; this wait is
-                # bounded anyway.
-                if flight.future._event.wait(max(0.0, deadline - _monotonic())):
-                    result = flight, self._finish(flight)
+                # bounded anyway, by what was left when the host was chosen (_start sends
+                # only with time left; no clock read here).
+                if not future._event.wait(deadline - sent):
+                    self._finish(flight, self._late(flight))  # raises
+                if future._final_exception is not None:
+                    self._finish(flight)  # raises
+                # _finish's success, here: one clock read for the host's breaker and the
+                # cluster's, and one frame less.
+                end = _monotonic()
+                if type(host) is ClosedPermit and end - sent < host.slow_after:
+                    host.window.add_ok(end)  # on_success's fast path, as the pipeline's
                 else:
-                    result = flight, self._finish(flight, self._late(flight))
+                    self._breakers[index].on_success(host, end, end - sent)
+                result = flight, self._result_set(future, future._final_result)
+                if type(permit) is ClosedPermit and end - began < permit.slow_after:
+                    permit.window.add_ok(end)
+                    return result
         except BaseException as exc:
             self._cluster_outcome(permit, began, exc)
             raise
-        end = _monotonic()
-        if type(permit) is ClosedPermit and end - began < permit.slow_after:
-            permit.window.add_ok(end)  # on_success's fast path, inlined as the pipeline does
-        else:
-            self._cluster_outcome(permit, began, None)
+        self._cluster_outcome(permit, began, None)
         return result
 
     def _health_probe(self, index: int, timeout: float) -> None:
@@ -112,7 +121,7 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
                 continue
             i, flight = waiting.popleft()
             try:
-                if flight.future._event.wait(max(0.0, deadline - _monotonic())):
+                if flight[0]._event.wait(max(0.0, deadline - _monotonic())):
                     out[i] = (flight, self._finish(flight))
                 else:
                     out[i] = self._finish(flight, self._late(flight))
