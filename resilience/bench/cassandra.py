@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from resilience.bench.model import OverheadRow
+from resilience.bench.overhead import interleave
 from resilience.bench.plugin import RunningServer, Subject
 
 __all__ = ["PLUGIN", "CassandraBench"]
@@ -242,47 +242,14 @@ _CLOSE: list[Callable[[], object]] = []
 
 
 def _overhead(host: str, port: int, calls: int, per_round: int = 50) -> list[OverheadRow]:
-    """Healthy-path µs per call of each subject in interleaved rounds (the rotation of
-    the memcached plugin): wall time against the raw driver's, and the client CPU added
-    per call (this process's CPU time: the driver's reactor thread included)."""
+    """Healthy-path µs per call of each subject in interleaved rounds: wall time against
+    the raw driver's, and the client CPU added per call (this process's CPU time: the
+    driver's reactor thread included)."""
     peers = _peers(host, port)
     try:
-        names = list(peers)
-        n = len(names)
-        cycles = max(5, calls // (per_round * n))
-        wall: dict[str, list[float]] = {name: [] for name in names}
-        cpu: dict[str, list[float]] = {name: [] for name in names}
-        rounds: dict[str, list[float]] = {name: [] for name in names}
-        for fn in peers.values():
-            for _ in range(200):
-                fn()
-        for _ in range(cycles):
-            w = dict.fromkeys(names, 0.0)
-            c = dict.fromkeys(names, 0.0)
-            for r in range(n):
-                for name in names[r:] + names[:r]:
-                    fn = peers[name]
-                    start, start_cpu = time.perf_counter(), time.process_time()
-                    for _ in range(per_round):
-                        fn()
-                    took = time.perf_counter() - start
-                    c[name] += time.process_time() - start_cpu
-                    w[name] += took
-                    rounds[name].append(took / per_round * 1e6)
-            for name in names:
-                wall[name].append(w[name])
-                cpu[name].append(c[name] / (n * per_round) * 1e6)
-        base, base_cpu = wall["raw cassandra-driver"], cpu["raw cassandra-driver"]
-        rows = []
-        for name in names:
-            per_call = [x / (n * per_round) * 1e6 for x in wall[name]]
-            ratio = statistics.median(v / b for v, b in zip(wall[name], base, strict=True))
-            added = statistics.median(x - b for x, b in zip(cpu[name], base_cpu, strict=True))
-            rows.append(OverheadRow("cassandra", "prepared select", name,
-                                    statistics.median(per_call), min(rounds[name]),
-                                    max(rounds[name]), ratio, statistics.median(cpu[name]),
-                                    added))
-        return rows
+        cycles = max(5, calls // (per_round * len(peers)))
+        return interleave("cassandra", "prepared select", peers, cycles, per_round,
+                          cpu_clock=time.process_time)
     finally:
         while _CLOSE:
             _CLOSE.pop()()
