@@ -71,7 +71,7 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
                 result: Any = self._send_many(connector, session, fn, deadline)
             else:
                 flight = self._start(connector, session, fn, deadline)
-                future, _, index, host, sent, _ = flight
+                future, _, host_index, host_permit, sent, _ = flight
                 # The driver's timer ends the future at the deadline; this wait is
                 # bounded anyway, by what was left when the host was chosen (_start sends
                 # only with time left; no clock read here).
@@ -82,10 +82,10 @@ class Cassandra(SyncHedging, CassandraBase[Any]):
                 # _finish's success, here: one clock read for the host's breaker and the
                 # cluster's, and one frame less.
                 end = _monotonic()
-                if type(host) is ClosedPermit and end - sent < host.slow_after:
-                    host.window.add_ok(end)  # on_success's fast path, as the pipeline's
+                if type(host_permit) is ClosedPermit and end - sent < host_permit.slow_after:
+                    host_permit.window.add_ok(end)  # on_success's fast path, as the pipeline's
                 else:
-                    self._breakers[index].on_success(host, end, end - sent)
+                    self._breakers[host_index].on_success(host_permit, end, end - sent)
                 result = flight, self._result_set(future, future._final_result)
                 if type(permit) is ClosedPermit and end - began < permit.slow_after:
                     permit.window.add_ok(end)
