@@ -38,9 +38,10 @@ def test_each_child_reads_the_row_from_real_cassandra(
 
     node = real_server("cassandra")
     _setup([(node.host, node.port)], 1)
-    for subject in ("raw", "pybreaker", "wrapper"):
-        out = _child("cassandra", subject, "prepared select", node.port)
-        assert out.returncode == 0, f"{subject}: {out.stderr}"
+    for op in ("prepared select", "select, no I/O"):
+        for subject in ("raw", "pybreaker", "wrapper"):
+            out = _child("cassandra", subject, op, node.port)
+            assert out.returncode == 0, f"{subject} {op}: {out.stderr}"
 
 
 def test_a_child_that_cannot_read_its_row_fails() -> None:
