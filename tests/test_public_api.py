@@ -78,3 +78,18 @@ def test_importing_resilience_imports_no_driver() -> None:
     ).stdout.splitlines()
     print(f"cold import resilience: {out[0]} ms")
     assert out[1] == "", f"drivers imported by 'import resilience': {out[1]}"
+
+
+def test_importing_a_client_package_imports_no_driver() -> None:
+    """The driver is imported when a client is built, not when its package is: a service
+    can import every wrapper and use one."""
+    packages = ("memcache", "cassandra", "zookeeper", "nsq", "elasticsearch", "opensearch")
+    code = (
+        "import sys\n"
+        + "".join(f"import resilience.clients.{p}\n" for p in packages)
+        + f"print(','.join(m for m in {DRIVERS!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
+    assert out == "", f"drivers imported by the client packages: {out}"

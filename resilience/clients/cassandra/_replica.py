@@ -18,13 +18,12 @@ caller then walks the policy's whole plan, which handles every case.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
 from typing import Any
 
 from cassandra.metadata import MAX_LONG, MIN_LONG, Murmur3Token, murmur3
 from cassandra.query import BoundStatement
 
-__all__ = ["FirstReplica", "rest_of_plan"]
+__all__ = ["FirstReplica"]
 
 
 class FirstReplica:
@@ -91,9 +90,3 @@ class FirstReplica:
         known = (ring, by_token, [token.value for token in ring], [*replicas, replicas[0]])
         self._keyspaces[keyspace] = known
         return known
-
-
-def rest_of_plan(first: Any, plan: Any, keyspace: str | None, statement: Any) -> Iterator[Any]:
-    """The policy's plan without ``first`` (walked only when ``first`` was not taken:
-    its breaker refused, or the driver had no connection to it)."""
-    return (host for host in plan(keyspace, statement) if host is not first)

@@ -10,11 +10,11 @@ in how they wait for the future.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from resilience.clients.cassandra._common import Request
 from resilience.clients.cassandra._errors import never_sent
-from resilience.clients.cassandra._replica import rest_of_plan
 from resilience.core._window import ClosedPermit
 
 __all__ = ["Flight", "Sender"]
@@ -32,6 +32,11 @@ class enters a Python ``__new__``; both measured with callgrind).
 """
 
 
+def rest_of_plan(first: Any, plan: Any, keyspace: str | None, statement: Any) -> Iterator[Any]:
+    """The policy's plan without ``first`` (walked only when ``first``, the host found
+    by ``_replica.FirstReplica``, was not taken: its breaker refused, or the driver had
+    no connection to it)."""
+    return (host for host in plan(keyspace, statement) if host is not first)
 
 
 def _send_prepare(session: Any, request: Request, host: Any, left: float) -> Any:
