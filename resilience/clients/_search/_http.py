@@ -4,7 +4,7 @@ elasticsearch-py (elastic-transport's ``Urllib3HttpNode``) and opensearch-py
 (``Urllib3HttpConnection``) each keep one urllib3 ``HTTPConnectionPool`` per node as
 ``.pool``. :func:`harden_pool` swaps that pool's class for one that closes three gaps:
 
-- **Every request is bounded by the ambient deadline.** ``urlopen`` ignores the timeout
+- **Every request is bounded by the ambient deadline.** The pool ignores the timeout
   the driver passes and uses ``remaining`` (a new connection's connect at most
   ``min(connect_timeout, remaining)``), where ``remaining`` comes from the pipeline's
   deadline (set while an attempt runs), so no call passes ``None`` and no ``options()``
@@ -166,6 +166,11 @@ def make_cancellable(pool: HTTPConnectionPool) -> None:
         _CancellableHTTPSConnection if https else _CancellableHTTPConnection)
 
 
+class _Left(Timeout):
+    """A request's Timeout built by :meth:`_PoolMixin._get_timeout`: connect and read
+    both what is left of the deadline, no total."""
+
+
 class _PoolMixin:
     """The bounded checkout and the deadline-derived timeout of every request."""
 
@@ -174,34 +179,35 @@ class _PoolMixin:
     _resilience_default: float
     _resilience_live: weakref.WeakSet[socket.socket]
 
-    def urlopen(self, method: str, url: str, *args: Any, **kw: Any) -> Any:
+    # No urlopen override (it cost a frame and a copy of every keyword per request):
+    # urllib3's urlopen asks _get_timeout for the request's Timeout and _get_conn for a
+    # connection, and both answer from the deadline.
+
+    def _left(self) -> float:
         at = DEADLINE.get()
-        left = self._resilience_default if at is None else max(at - _monotonic(), _MIN)
-        # A float, not a Timeout(connect=..., read=...): urllib3 would clone that one,
-        # ~2 us more a call; the connect cap is applied where a connection is made.
-        kw["timeout"] = left
-        kw["pool_timeout"] = min(self._resilience_wait, left)
-        # HTTPConnectionPool's, which the HTTPS pool inherits (not super(): no proxy
-        # object per request).
-        return HTTPConnectionPool.urlopen(self, method, url, *args, **kw)  # type: ignore[arg-type]
+        return self._resilience_default if at is None else max(at - _monotonic(), _MIN)
 
     def _get_timeout(self, timeout: Any) -> Timeout:
-        # urlopen gives every request what is left of the deadline (a float of at least
-        # 1 ms) and urllib3 clones it once more: both built here without Timeout's
-        # validation of three values, which they pass by construction (urllib3's own
-        # for anything else). Two Timeout() calls cost ~5k instructions a request.
-        cls = type(timeout)
-        if cls is float or cls is Timeout:
-            copy = _new(Timeout)
-            if cls is float:
-                copy._connect = copy._read = timeout
-                copy.total = None
-            else:
-                copy._connect, copy._read = timeout._connect, timeout._read
-                copy.total = timeout.total
-            copy._start_connect = None
-            return copy
-        return HTTPConnectionPool._get_timeout(self, timeout)  # type: ignore[arg-type]
+        """The request's timeout: what is left of the deadline (the driver's own request
+        timeout is ignored, so no call waits past the deadline nor passes ``None``)."""
+        if type(timeout) is _Left:
+            return timeout  # urlopen's, handed on to _make_request (used once there)
+        # Built without Timeout's checks of three values (a float of at least 1 ms
+        # passes them by construction): two validated Timeouts cost ~12k instructions a
+        # request (callgrind).
+        left = self._left()
+        bounded = _new(_Left)
+        bounded._connect = bounded._read = left
+        bounded.total = None
+        bounded._start_connect = None
+        return bounded
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        """A pooled connection, waiting at most ``min(pool_timeout, remaining)`` when all
+        are busy (urllib3 would wait without bound)."""
+        if timeout is None:
+            timeout = min(self._resilience_wait, self._left())
+        return HTTPConnectionPool._get_conn(self, timeout)  # type: ignore[arg-type]
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
