@@ -204,10 +204,10 @@ class _PoolMixin:
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         """A pooled connection, waiting at most ``min(pool_timeout, remaining)`` when all
-        are busy (urllib3 would wait without bound)."""
-        if timeout is None:
-            timeout = min(self._resilience_wait, self._left())
-        return HTTPConnectionPool._get_conn(self, timeout)  # type: ignore[arg-type]
+        are busy (urllib3 would wait without bound); a caller's own ``pool_timeout`` is
+        capped by what is left too."""
+        wait = self._resilience_wait if timeout is None else timeout
+        return HTTPConnectionPool._get_conn(self, min(wait, self._left()))  # type: ignore[arg-type]
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]
