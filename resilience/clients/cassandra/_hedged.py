@@ -101,7 +101,7 @@ class _Hedging(Sender):
         pair = request.pair
         if not request.hedge:
             flight = Sender._start(self, connector, session, request, deadline)
-            pair.first = flight[1]
+            _, pair.first, _, _, _, _ = flight  # (future, host, ...): the host
             return flight
         first = pair.first
         if first is None or not self._other_host(connector, session, request, first):

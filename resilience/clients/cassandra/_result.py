@@ -42,7 +42,8 @@ class _Page:
     @property
     def coordinator(self) -> str:
         """``address:port`` of the host that answered."""
-        return self._client._endpoints[self._flight[2]]  # type: ignore[no-any-return]
+        _, _, index, _, _, _ = self._flight  # (future, host, host_index, ...)
+        return self._client._endpoints[index]  # type: ignore[no-any-return]
 
     @property
     def rows(self) -> list[Any]:
@@ -81,7 +82,7 @@ class _Page:
     def _next_request(self) -> Any:
         from resilience.clients.cassandra._common import Request
 
-        req = self._flight[5]
+        _, _, _, _, _, req = self._flight  # (..., request)
         return Request(req.statement, req.params, "page", True, self._rs.paging_state)
 
     def __repr__(self) -> str:
