@@ -93,14 +93,14 @@ class _Run:
 
     def judge(self, before: float = float("inf")) -> None:
         """Judge the calls past the limit that ended before ``before`` (``perf_counter``):
-        a violation, unless the lag probe saw the machine stall at least as long as the
-        overrun during the call (then counted as ``past_limit_in_stall``: the machine's
-        delay, not the client's)."""
+        a violation, unless the lag probe saw the machine stall during the call about
+        as long as the overrun (:meth:`LagProbe.explains`; then counted as
+        ``past_limit_in_stall``: the machine's delay, not the client's)."""
         while self.suspects and self.suspects[0][4] < before:
             target, mode, began, t0, t1, outcome = self.suspects.popleft()
             elapsed = t1 - t0
             stall = self.lag.stall_during(t0, t1)
-            excused = elapsed - self.config.limit <= stall
+            excused = self.lag.explains(stall, elapsed - self.config.limit)
             self.stats[(target.name, mode)].judged(excused)
             if not excused:
                 self.violate("deadline", target.name, began,

@@ -145,6 +145,13 @@ class LagProbe:
                 longest = max(longest, woke - late_from)
         return longest
 
+    def explains(self, stall: float, overrun: float) -> bool:
+        """Whether a ``stall`` seen during a call explains its ``overrun`` (seconds past
+        its limit). The probe sees a stall from the wake-up it planned, so a stall that
+        began while it slept is seen up to one ``period`` short of what the call lived
+        through; a call that saw no stall is never explained."""
+        return stall > 0.0 and overrun <= stall + self.period
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(1.0)

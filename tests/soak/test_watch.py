@@ -49,6 +49,18 @@ def test_stall_during_finds_only_overlapping_stalls() -> None:
     assert probe.stall_during(19.9, 20.1) == 0.0
 
 
+def test_a_stall_explains_an_overrun_up_to_one_probe_period_more() -> None:
+    probe = LagProbe(period=0.01)
+    # A stall that began while the probe slept is seen up to one period short: a call
+    # 322.6 ms past its limit through a stall seen as 322.6 ms (a soak's real case) and
+    # one 5 ms past what was seen are explained; 20 ms past it is not, nor any overrun
+    # without a stall.
+    assert probe.explains(0.3226, 0.3226)
+    assert probe.explains(0.3226, 0.3276)
+    assert not probe.explains(0.3226, 0.3426)
+    assert not probe.explains(0.0, 0.001)
+
+
 def test_recovery_is_heal_to_first_closed_and_later_reopens_are_counted_apart() -> None:
     line = BreakerTimeline()
     for now, closed, phase in [(1.0, False, "warm-up"), (1.2, True, "warm-up"),

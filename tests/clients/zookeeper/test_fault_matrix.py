@@ -6,6 +6,7 @@ breaker opens, calls are refused in microseconds."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ TOXICS: dict[str, Any] = {
 }
 
 
-def assert_bounded(outcomes: list[tuple[float, BaseException | None]]) -> None:
+def assert_bounded(outcomes: Sequence[tuple[float, BaseException | None]]) -> None:
     assert all(wall < BUDGET + MARGIN for wall, _ in outcomes), outcomes
     assert all(isinstance(e, (BackendError, CircuitOpenError)) for _, e in outcomes), outcomes
     assert statistics.median(w for w, _ in outcomes) < BUDGET + SMALL, outcomes

@@ -9,6 +9,7 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -17,23 +18,14 @@ from resilience.errors import (
     BackendTimeoutError,
     BackendUnavailableError,
     CircuitOpenError,
-    ResilienceError,
 )
 from resilience.faults import toxics
 
+from .._budget import timed as timed
 from .conftest import BUDGET, MARGIN, SMALL, MakeClient
 
 
-def timed(fn: Any) -> tuple[float, BaseException | None]:
-    start = time.monotonic()
-    try:
-        fn()
-    except ResilienceError as exc:
-        return time.monotonic() - start, exc
-    return time.monotonic() - start, None
-
-
-def assert_within_budget(outcomes: list[tuple[float, BaseException | None]]) -> None:
+def assert_within_budget(outcomes: Sequence[tuple[float, BaseException | None]]) -> None:
     assert all(wall < BUDGET + MARGIN for wall, _ in outcomes), outcomes
     failed = [w for w, e in outcomes if isinstance(e, (BackendTimeoutError,
                                                        BackendUnavailableError))]
