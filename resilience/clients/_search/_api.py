@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
+from resilience.clients._base import _CallerError
 from resilience.clients._hedge import HEDGE_SUFFIX, acall_hedged, call_hedged, guard_context
+from resilience.clients._search._bound import BOUND
 from resilience.clients._search._bulk import BulkError, BulkRun, parse_actions
 from resilience.clients._search._client import SearchBase, bulk_backoff
 from resilience.core.deadline import DEADLINE, deadline
+from resilience.core.pipeline import call
 from resilience.errors import ResilienceError
 
 __all__ = ["AsyncSearchAPI", "SearchAPI"]
@@ -43,16 +47,57 @@ def _method(name: str) -> Callable[[Any], Callable[..., Any]]:
     return make
 
 
+def _send(client: SearchBase, index: int, name: str, kwargs: dict[str, Any], op: str,
+          remaining: float) -> Any:
+    """One attempt of a sync method: the driver's method ``name`` on node ``index``.
+
+    The client base's attempt (``_base._attempt``: the lazy driver, the error mapped),
+    SearchBase's (the request's deadline stored for the pool, 429 back-pressure) and
+    the driver call in one frame, instead of three and a closure: the healthy ``get``
+    is the wrapper's most frequent call. Keep it in step with those two.
+    """
+    try:
+        driver = client._driver._value
+        if driver is None:
+            began = _monotonic()
+            driver = client._driver.get()
+            remaining -= _monotonic() - began
+        raw = driver.raws[index]
+        prev = BOUND.at
+        at = BOUND.at = _monotonic() + remaining
+        try:
+            return getattr(raw, name)(**kwargs)
+        except Exception as exc:
+            if client._status(exc) != 429:
+                raise
+            return client._throttled(raw, _method(name)(kwargs), exc,
+                                     _monotonic() - at + remaining)
+        finally:
+            BOUND.at = prev
+    except Exception as exc:
+        raise client._failure(exc, op, index)  # noqa: B904 (cause set there)
+
+
 class SearchAPI(SearchBase):
     """Sync methods: each one call through the pipeline on the node chosen by breaker."""
 
     def _run(self, op: str, name: str, timeout: float | str | None,
              kwargs: dict[str, Any]) -> Any:
-        # _budget and _pick only when they have something to do (two frames fewer on
-        # the common call: a numeric or no timeout, one node).
+        # The client base's _call, inline, with _send as the attempt (see there); _budget
+        # and _pick only when they have something to do (a str timeout, several nodes).
         budget = self._budget(timeout, kwargs) if isinstance(timeout, str) else timeout
         index = self._pick() if len(self._breakers) > 1 else 0
-        return self._call(op, index, lambda raw: getattr(raw, name)(**kwargs), budget)
+        if self._driver._closed:
+            raise self._closed_error(op, index)
+        try:
+            operation = self._ops[index][op]
+        except KeyError:
+            operation = self._op(op, index)
+        try:
+            return call(operation, self._breakers[index],
+                        partial(_send, self, index, name, kwargs, op), budget)
+        except _CallerError as err:
+            raise self._caller_error(err.exc, op) from err.exc
 
     def search(self, *, timeout: float | str | None = None, **kwargs: Any) -> Any:
         """The driver's ``search``; retried (idempotent)."""
@@ -141,8 +186,11 @@ class SearchAPI(SearchBase):
             timeout: float | None = None) -> Any:
         """``fn(raw_client)`` on one node through the pipeline, for any other driver call
         (``lambda es: es.indices.create(index="docs")``); never retried unless ``op`` is
-        an idempotent name of the table."""
-        return self._call(op, self._pick(), fn, timeout)
+        an idempotent name of the table. ``fn`` runs under the call's deadline as the
+        ambient one (other clients it calls keep it)."""
+        with deadline(self.options.timeout if timeout is None else timeout,
+                      clock=self._clock):  # the pipeline reads it on this clock
+            return self._call(op, self._pick(), fn, timeout)
 
     def bulk(self, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """The driver's ``bulk``; items that failed with 429/502/503/504 are sent again
@@ -260,8 +308,11 @@ class AsyncSearchAPI(SearchBase):
 
     async def run(self, fn: Callable[[Any], Any], *, op: str = "run",
                   timeout: float | None = None) -> Any:
-        """``fn(raw_client)`` (a sync driver call, run on a worker thread)."""
-        return await self._acall(op, self._pick(), fn, timeout)
+        """``fn(raw_client)`` (a sync driver call, run on a worker thread, under the
+        call's deadline as the ambient one)."""
+        with deadline(self.options.timeout if timeout is None else timeout,
+                      clock=self._clock):
+            return await self._acall(op, self._pick(), fn, timeout)
 
     async def bulk(self, *, timeout: float | None = None, **kwargs: Any) -> Any:
         run = BulkRun(parse_actions(kwargs.pop(self.bulk_key)))

@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from resilience.clients._base import ClientBase, _CallerError
 from resilience.clients._errormap import IdempotencyTable, idempotency_table
 from resilience.clients._hedge import deadline_at
+from resilience.clients._search._bound import BOUND
 from resilience.clients._search._options import SearchOptions, parse_host
 from resilience.core.breaker import BreakerRegistry, BreakerState, CircuitBreaker
 from resilience.core.bulkhead import Bulkhead
 from resilience.core.clock import SYSTEM_CLOCK, Clock
-from resilience.core.deadline import DEADLINE
 from resilience.core.events import EventBus
 from resilience.core.hedge import HedgePolicy
 from resilience.core.operation import Operation
@@ -137,6 +137,10 @@ class SearchBase(ClientBase[SearchDriver]):
     """
 
     idempotent = IDEMPOTENT
+    # Every attempt is a driver call whose requests its pool bounds by the deadline the
+    # attempt stores for its thread (._bound): the pipeline need not set the ambient
+    # one (run() sets it for the code it runs).
+    ambient_deadline = False
     options: SearchOptions
     bulk_key: ClassVar[str]  # the bulk body's keyword: "operations" or "body"
     pit_methods: ClassVar[tuple[str, str]]  # the driver's open / close point-in-time
@@ -223,14 +227,20 @@ class SearchBase(ClientBase[SearchDriver]):
 
     def _attempt(self, driver: SearchDriver, index: int, fn: Callable[[Any], Any],
                  remaining: float, op: str) -> Any:
+        # The request's deadline for the pool and its sockets, what was there restored
+        # after (an attempt may run inside another's: a run() calling another client).
+        # The sync methods' fast path, _api._send, does the same inline.
         raw = driver.raws[index]
-        began = _monotonic()
+        prev = BOUND.at
+        at = BOUND.at = _monotonic() + remaining
         try:
             return fn(raw)
         except Exception as exc:
             if self._status(exc) != 429:
                 raise
-            return self._throttled(raw, fn, exc, _monotonic() - began)
+            return self._throttled(raw, fn, exc, _monotonic() - at + remaining)
+        finally:
+            BOUND.at = prev
 
     async def _aattempt(self, driver: SearchDriver, index: int, fn: Callable[[Any], Any],
                         remaining: float, op: str) -> Any:
@@ -257,7 +267,7 @@ class SearchBase(ClientBase[SearchDriver]):
         retry = self.options.retry
         budget = self._retry.budget
         for n in itertools.count():
-            at = DEADLINE.get()
+            at = BOUND.at  # the attempt's (set by the caller, _attempt or _api._send)
             now = _monotonic()
             delay = max(0.001, random.uniform(0, min(retry.max_backoff, retry.backoff * 2 ** n)))
             if at is None or now + delay + took >= at or (budget is not None
@@ -348,7 +358,9 @@ class SearchBase(ClientBase[SearchDriver]):
         """
         breakers = self._breakers
         n = len(breakers)
-        # ``attempt`` is the client base's partial(_attempt, client, index, fn, op).
+        # ``attempt`` is a partial of a module function whose arguments are the client,
+        # the node's index and the rest: the base's partial(_attempt, client, index,
+        # fn, op) or the sync methods' partial(_send, client, index, name, kwargs, op).
         args = attempt.args  # type: ignore[attr-defined]
         index: int = args[1]
         now = self._clock.monotonic()

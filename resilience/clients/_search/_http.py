@@ -4,11 +4,11 @@ elasticsearch-py (elastic-transport's ``Urllib3HttpNode``) and opensearch-py
 (``Urllib3HttpConnection``) each keep one urllib3 ``HTTPConnectionPool`` per node as
 ``.pool``. :func:`harden_pool` swaps that pool's class for one that closes three gaps:
 
-- **Every request is bounded by the ambient deadline.** The pool ignores the timeout
+- **Every request is bounded by its attempt's deadline.** The pool ignores the timeout
   the driver passes and uses ``remaining`` (a new connection's connect at most
-  ``min(connect_timeout, remaining)``), where ``remaining`` comes from the pipeline's
-  deadline (set while an attempt runs), so no call passes ``None`` and no ``options()``
-  client is built per call.
+  ``min(connect_timeout, remaining)``), where ``remaining`` comes from the deadline the
+  attempt stores for its thread (:data:`._bound.BOUND`, set while an attempt runs), so
+  no call passes ``None`` and no ``options()`` client is built per call.
 - **The read timeout becomes a total.** urllib3's read timeout applies to each
   ``recv``, so a reply that trickles in one byte at a time never times out. Each socket
   is a :class:`DeadlineSocket`, which sets its timeout to what is left of the deadline
@@ -39,7 +39,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.timeout import Timeout
 
 from resilience.clients._hedge import CANCEL, shutdown
-from resilience.core.deadline import DEADLINE
+from resilience.clients._search._bound import BOUND
 
 __all__ = ["DeadlineSocket", "harden_pool", "make_cancellable", "shutdown_pool"]
 
@@ -50,7 +50,7 @@ _new = object.__new__
 
 
 class DeadlineSocket(socket.socket):
-    """A socket whose every receive and send ends by the ambient deadline (if one is set).
+    """A socket whose every receive and send ends by the request's deadline (if one is set).
 
     A socket timeout applies to each operation from its start, so an operation starting
     now ends by ``now + timeout``; the socket re-arms only when that is more than 2 ms
@@ -63,7 +63,7 @@ class DeadlineSocket(socket.socket):
     __slots__ = ()
 
     def _bound(self) -> None:
-        at = DEADLINE.get()
+        at = BOUND.at
         if at is not None:
             left = at - _monotonic()
             armed = self.gettimeout()
@@ -183,10 +183,6 @@ class _PoolMixin:
     # urllib3's urlopen asks _get_timeout for the request's Timeout and _get_conn for a
     # connection, and both answer from the deadline.
 
-    def _left(self) -> float:
-        at = DEADLINE.get()
-        return self._resilience_default if at is None else max(at - _monotonic(), _MIN)
-
     def _get_timeout(self, timeout: Any) -> Timeout:
         """The request's timeout: what is left of the deadline (the driver's own request
         timeout is ignored, so no call waits past the deadline nor passes ``None``)."""
@@ -194,8 +190,10 @@ class _PoolMixin:
             return timeout  # urlopen's, handed on to _make_request (used once there)
         # Built without Timeout's checks of three values (a float of at least 1 ms
         # passes them by construction): two validated Timeouts cost ~12k instructions a
-        # request (callgrind).
-        left = self._left()
+        # request (callgrind). What is left is computed here and in _get_conn without a
+        # helper's frame.
+        at = BOUND.at
+        left = self._resilience_default if at is None else max(at - _monotonic(), _MIN)
         bounded = _new(_Left)
         bounded._connect = bounded._read = left
         bounded.total = None
@@ -207,7 +205,9 @@ class _PoolMixin:
         are busy (urllib3 would wait without bound); a caller's own ``pool_timeout`` is
         capped by what is left too."""
         wait = self._resilience_wait if timeout is None else timeout
-        return HTTPConnectionPool._get_conn(self, min(wait, self._left()))  # type: ignore[arg-type]
+        at = BOUND.at
+        left = self._resilience_default if at is None else max(at - _monotonic(), _MIN)
+        return HTTPConnectionPool._get_conn(self, min(wait, left))  # type: ignore[arg-type]
 
     def _new_conn(self) -> Any:
         conn = super()._new_conn()  # type: ignore[misc]

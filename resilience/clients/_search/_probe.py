@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from resilience.clients._search._bound import bounded
 from resilience.clients._search._http import harden_pool, shutdown_pool
 from resilience.clients._search._options import SearchOptions
-from resilience.core.deadline import deadline
 
 __all__ = ["HEALTH_PATH", "probe_node"]
 
@@ -53,7 +53,7 @@ def probe_node(url: str, options: SearchOptions, timeout: float) -> None:
         pool = HTTPConnectionPool(host.strip("[]"), int(port), maxsize=1, retries=False)
     harden_pool(pool, connect_timeout=timeout, pool_timeout=0.0, default_timeout=timeout)
     try:
-        with deadline(timeout):
+        with bounded(timeout):
             resp = pool.urlopen("GET", HEALTH_PATH, headers=_headers(options),
                                 retries=False, redirect=False, preload_content=True)
     finally:

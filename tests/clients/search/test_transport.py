@@ -182,6 +182,21 @@ def test_no_options_client_per_call_and_health_never_uses_the_root_endpoint(
     assert client.health()["status"] in ("green", "yellow")
 
 
+def test_run_hands_the_calls_deadline_to_the_code_it_runs(
+        node: Any, make_client: MakeClient) -> None:
+    """``run(fn)``: ``fn`` sees the call's deadline as the ambient one, so other clients
+    it calls keep it (the pipeline sets none for the search clients' own attempts),
+    sync and async (where ``fn`` runs on a worker thread)."""
+    from resilience.core.deadline import DEADLINE
+
+    client = make_client([node.url], timeout=2.0)
+    before = time.monotonic()
+    at, health = client.run(lambda raw: (DEADLINE.get(), raw.cluster.health()), timeout=0.5)
+    after = time.monotonic()
+    assert health["status"] in ("green", "yellow")
+    assert at is not None and before + 0.5 <= at <= after + 0.5
+
+
 def test_the_ambient_deadline_and_timeout_per_call_bound_the_request(
         request: pytest.FixtureRequest, make_sync: MakeClient) -> None:
     """Replies 300 ms late: a 1 s default budget is cut by ``resilience.deadline(0.1)``
