@@ -72,12 +72,23 @@ class DeadlineSocket(socket.socket):
             # comparison: 1.7k instructions a request fewer than the two tests it
             # replaced (callgrind).
             if armed is None or not left - _SLACK <= armed <= left + _SLACK:
-                if left <= 0.0:
-                    raise TimeoutError("deadline reached while reading the reply")
-                _settimeout(self, left)
+                self._arm(left)
+
+    def _arm(self, left: float) -> None:
+        if left <= 0.0:
+            raise TimeoutError("deadline reached while reading the reply")
+        _settimeout(self, left)
+
+    # recv_into and sendall (what http.client calls) repeat _bound's check inline: a
+    # frame fewer on every send and receive.
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        self._bound()
+        at = BOUND.at
+        if at is not None:
+            left = at - _monotonic()
+            armed = self.gettimeout()
+            if armed is None or not left - _SLACK <= armed <= left + _SLACK:
+                self._arm(left)
         return _recv_into(self, buffer, nbytes, flags)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
@@ -85,7 +96,12 @@ class DeadlineSocket(socket.socket):
         return _recv(self, bufsize, flags)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self._bound()
+        at = BOUND.at
+        if at is not None:
+            left = at - _monotonic()
+            armed = self.gettimeout()
+            if armed is None or not left - _SLACK <= armed <= left + _SLACK:
+                self._arm(left)
         _sendall(self, data, flags)
 
 
@@ -168,7 +184,18 @@ def make_cancellable(pool: HTTPConnectionPool) -> None:
 
 class _Left(Timeout):
     """A request's Timeout built by :meth:`_PoolMixin._get_timeout`: connect and read
-    both what is left of the deadline, no total."""
+    both what is left of the deadline, no total.
+
+    ``connect_timeout`` and ``read_timeout`` are plain attributes here, not Timeout's
+    properties (three frames a request that only return the value with no total), and
+    the connect clock is not started: with no total, nothing asks for its duration.
+    """
+
+    connect_timeout: float = 0.0
+    read_timeout: float = 0.0
+
+    def start_connect(self) -> float:
+        return 0.0
 
 
 class _PoolMixin:
@@ -195,7 +222,7 @@ class _PoolMixin:
         at = BOUND.at
         left = self._resilience_default if at is None else max(at - _monotonic(), _MIN)
         bounded = _new(_Left)
-        bounded._connect = bounded._read = left
+        bounded._connect = bounded._read = bounded.connect_timeout = bounded.read_timeout = left
         bounded.total = None
         bounded._start_connect = None
         return bounded
