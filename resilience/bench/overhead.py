@@ -22,7 +22,7 @@ from typing import Any
 
 from resilience.bench.model import OverheadRow
 
-__all__ = ["compare_cpu", "interleave"]
+__all__ = ["compare_cpu", "interleave", "quartiles"]
 
 
 def interleave(datastore: str, operation: str, subjects: Mapping[str, Callable[[], object]],
@@ -63,7 +63,7 @@ def interleave(datastore: str, operation: str, subjects: Mapping[str, Callable[[
         per_call = [x / (n * per_round) * 1e6 for x in wall[name]]
         ratio = statistics.median(v / b for v, b in zip(wall[name], wall[base], strict=True))
         added = [x - b for x, b in zip(cpu[name], cpu[base], strict=True)]
-        lo, hi = _quartiles(added)
+        lo, hi = quartiles(added)
         rows.append(OverheadRow(datastore, operation, name, statistics.median(per_call),
                                 min(rounds[name]), max(rounds[name]), ratio,
                                 statistics.median(cpu[name]), statistics.median(added),
@@ -71,7 +71,8 @@ def interleave(datastore: str, operation: str, subjects: Mapping[str, Callable[[
     return rows
 
 
-def _quartiles(values: Sequence[float]) -> tuple[float, float]:
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """The 25th and 75th percentiles of ``values`` (the one value, alone)."""
     if len(values) < 2:
         return values[0], values[0]
     q = statistics.quantiles(values, n=4)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from resilience.bench.model import OverheadRow
+from resilience.bench.overhead import quartiles
 from resilience.bench.plugin import RunningServer, Subject
 
 __all__ = ["ELASTICSEARCH", "OPENSEARCH", "SearchBench"]
@@ -308,11 +309,12 @@ def _overhead(name: str, url: str, calls: int, per_round: int = 50) -> list[Over
         for subject in names:
             per_call = [x / (n * per_round) * 1e6 for x in wall[subject]]
             ratio = statistics.median(v / b for v, b in zip(wall[subject], base, strict=True))
-            added = statistics.median(x - b for x, b in zip(cpu[subject], base_cpu,
-                                                            strict=True))
+            added = [x - b for x, b in zip(cpu[subject], base_cpu, strict=True)]
+            lo, hi = quartiles(added)
             rows.append(OverheadRow(name, op, subject, statistics.median(per_call),
                                     min(rounds[subject]), max(rounds[subject]), ratio,
-                                    statistics.median(cpu[subject]), added))
+                                    statistics.median(cpu[subject]), statistics.median(added),
+                                    lo, hi))
     return rows
 
 
