@@ -203,7 +203,8 @@ class _PoolMixin:
         # Built without Timeout's checks of three values (a float of at least 1 ms
         # passes them by construction): two validated Timeouts cost ~12k instructions a
         # request (callgrind). What is left is computed here and in _get_conn without a
-        # helper's frame.
+        # helper's frame: a _left() method called by both cost 2.7-3.4k instructions a
+        # search more (callgrind, hash seeds 0 and 1, one server).
         at = BOUND.at
         left = self._resilience_default if at is None else max(at - _monotonic(), _MIN)
         bounded = _new(_Left)
